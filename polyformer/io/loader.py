@@ -1,0 +1,75 @@
+"""`pf.load` / `pf.save`: one entry point for every checkpoint layout polyformer reads.
+
+A catalog name, a Hugging Face folder, a sentence-transformers folder, a GGUF file or a native
+polyformer folder — recognised by what is on disk, not by flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polyformer.errors import CheckpointError, UnknownModelError
+from polyformer.io.hf import load_hf, save_hf
+from polyformer.io.native import is_native, load_native, save_native
+from polyformer.io.safetensors_io import PICKLE_SUFFIXES, read_json
+from polyformer.models import PolyformerModel
+
+FORMATS = ("native", "hf")
+
+
+def resolve(path_or_name: str | Path) -> Path:
+    """A local path for a path or a catalog name; a clear error when it is neither."""
+    path = Path(path_or_name)
+    if path.exists():
+        return path
+    from polyformer.data import catalog  # imported lazily: the catalog may download
+
+    if catalog.is_catalog_name(str(path_or_name)):
+        return catalog.fetch(str(path_or_name))
+    raise CheckpointError(
+        f"{path_or_name}: no such file or directory, and not a catalog name "
+        "(see `polyformer data list`)"
+    )
+
+
+def transformer_folder(directory: Path) -> Path:
+    """For a sentence-transformers folder, the folder holding its Transformer module."""
+    modules = read_json(directory / "modules.json") if (directory / "modules.json").is_file() else None
+    if modules is None:
+        return directory
+    entries = modules if isinstance(modules, list) else []
+    for entry in entries:
+        if str(entry.get("type", "")).endswith("Transformer"):
+            return directory / entry.get("path", "")
+    raise CheckpointError(f"{directory / 'modules.json'}: no Transformer module listed")
+
+
+def load(path_or_name: str | Path, *, head: str | None = None, allow_pickle: bool = False, **overrides) -> PolyformerModel:
+    """Load any supported checkpoint as a PolyformerModel in eval mode."""
+    path = resolve(path_or_name)
+    if path.is_file():
+        if path.suffix == ".gguf":
+            from polyformer.io.gguf import load_gguf
+
+            return load_gguf(path)
+        if path.suffix in PICKLE_SUFFIXES or path.suffix == ".safetensors" or path.name == "config.json":
+            return load(path.parent, head=head, allow_pickle=allow_pickle, **overrides)
+        raise UnknownModelError(f"{path}: not a model file polyformer can read (expected a folder, .gguf or .safetensors)")
+    folder = transformer_folder(path)
+    if not (folder / "config.json").is_file():
+        raise UnknownModelError(f"{folder}: no config.json here; expected a Hugging Face, sentence-transformers or polyformer folder, or a .gguf file")
+    if is_native(folder):
+        model = load_native(folder, allow_pickle=allow_pickle)
+        if head is not None or overrides:
+            raise UnknownModelError("changing the head of a native checkpoint on load is not supported yet; load it, then build a new head")
+        return model
+    return load_hf(folder, head=head, allow_pickle=allow_pickle, **overrides)
+
+
+def save(model: PolyformerModel, out_dir: str | Path, format: str = "native") -> Path:
+    """Write a model as a polyformer folder (native) or a transformers folder (hf)."""
+    if format not in FORMATS:
+        raise UnknownModelError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out_dir)
+    (save_hf if format == "hf" else save_native)(model, out)
+    return out
