@@ -1,0 +1,28 @@
+# Developer and CI entry points. The virtual environment is a stamp target so that
+# `make test` on a fresh clone installs exactly the pinned versions first.
+# The lock is installed before the editable package, which uses --no-deps so pip never
+# resolves torch on its own (an unpinned torch would pull a multi-GB CUDA build).
+
+VENV ?= .venv
+PYTHON3 ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo bench
+
+venv: $(STAMP)
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	$(PYTHON3) -m venv $(VENV)
+	$(VENV)/bin/pip install -r requirements-lock.txt
+	$(VENV)/bin/pip install --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m polyformer.demo
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
