@@ -1,26 +1,38 @@
-"""polyformer: one Transformer core and every form of it — encoders, decoders, encoder–decoders."""
+"""polyformer: one Transformer core and every form of it — encoders, decoders, encoder–decoders.
 
-from polyformer.config import ModelConfig, preset
-from polyformer.io import load, save
-from polyformer.models import ModelOutput, PolyformerModel
+Public names are imported on first use, so `import polyformer` (and `polyformer --help`) stays
+fast: torch is loaded only when a model is.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-
-def load_tokenizer(path_or_name):
-    """Load the tokenizer of a model folder, tokenizer file, GGUF file or catalog name."""
-    from polyformer.tokenizers import load_tokenizer as _load
-
-    return _load(path_or_name)
+_LAZY = {
+    "ModelConfig": "polyformer.config",
+    "preset": "polyformer.config",
+    "load": "polyformer.io.loader",
+    "save": "polyformer.io.loader",
+    "PolyformerModel": "polyformer.models",
+    "ModelOutput": "polyformer.models",
+    "load_tokenizer": "polyformer.tokenizers",
+    "Tokenizer": "polyformer.tokenizers",
+    "SentenceEncoder": "polyformer.embeddings",
+}
 
 
 def __getattr__(name: str):
-    # SentenceEncoder pulls in numpy-heavy modules; import it on first use.
-    if name == "SentenceEncoder":
-        from polyformer.embeddings import SentenceEncoder
-
-        return SentenceEncoder
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'polyformer' has no attribute {name!r}")
 
 
-__all__ = ["ModelConfig", "ModelOutput", "PolyformerModel", "SentenceEncoder", "load", "load_tokenizer", "preset", "save"]
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = list(_LAZY)

@@ -29,7 +29,7 @@ _NO_POOLER = ("mlm", "token-classification", "question-answering")
 
 def _require(hf: dict, key: str):
     if key not in hf:
-        raise ConfigError(f"config.json: missing field {key!r} for a bert model")
+        raise ConfigError(f"missing field {key!r} for a bert model")
     return hf[key]
 
 
@@ -57,9 +57,9 @@ def head_from_architectures(hf: dict, table: dict[str, str], default: str) -> st
 def config_from_hf(hf: dict) -> ModelConfig:
     act = _require(hf, "hidden_act")
     if act not in _ACTIVATIONS:
-        raise ConfigError(f"config.json: hidden_act={act!r} is not supported; use one of {', '.join(_ACTIVATIONS)}")
+        raise ConfigError(f"hidden_act={act!r} is not supported; use one of {', '.join(_ACTIVATIONS)}")
     if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise ConfigError(f"config.json: position_embedding_type={hf['position_embedding_type']!r} is not supported (only 'absolute')")
+        raise ConfigError(f"position_embedding_type={hf['position_embedding_type']!r} is not supported (only 'absolute')")
     head = head_from_architectures(hf, ARCHITECTURE_HEADS, "none")
     num_labels, labels = labels_from_hf(hf)
     return ModelConfig(
