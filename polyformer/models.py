@@ -45,11 +45,11 @@ class Encoder(nn.Module):
         self.embeddings = Embeddings(config)
         self.stack = Stack(config, config.num_layers, causal=False)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, document_ids=None) -> torch.Tensor:
         if position_ids is None:
             position_ids = default_positions(input_ids, 0)
         x = self.embeddings(input_ids, position_ids, token_type_ids)
-        return self.stack(x, attention_mask, position_ids)
+        return self.stack(x, attention_mask, position_ids, document_ids=document_ids)
 
 
 class Decoder(nn.Module):
@@ -58,11 +58,11 @@ class Decoder(nn.Module):
         self.embeddings = Embeddings(config)
         self.stack = Stack(config, config.num_layers, causal=True)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None, document_ids=None) -> torch.Tensor:
         if position_ids is None:
             position_ids = default_positions(input_ids, cache.seq_length() if cache is not None else 0)
         x = self.embeddings(input_ids, position_ids)
-        return self.stack(x, attention_mask, position_ids, cache)
+        return self.stack(x, attention_mask, position_ids, cache, document_ids=document_ids)
 
 
 class EncoderDecoder(nn.Module):
@@ -135,13 +135,17 @@ class PolyformerModel(nn.Module):
         decoder_attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """input_ids (B, T) → ModelOutput. Encoder–decoders also take decoder_input_ids (B, T')."""
+        """input_ids (B, T) → ModelOutput. Encoder–decoders also take decoder_input_ids (B, T').
+
+        document_ids (B, T) confines attention to each packed document (training on packed blocks).
+        """
         encoder_out = None
         if self.config.arch == "encoder":
-            hidden = self.body(input_ids, attention_mask, token_type_ids, position_ids)
+            hidden = self.body(input_ids, attention_mask, token_type_ids, position_ids, document_ids)
         elif self.config.arch == "decoder":
-            hidden = self.body(input_ids, attention_mask, position_ids, cache)
+            hidden = self.body(input_ids, attention_mask, position_ids, cache, document_ids)
         else:
             if decoder_input_ids is None:
                 raise ConfigError(

@@ -142,3 +142,16 @@ def test_norm_placement_changes_the_computation(placement):
         h = block.attn_norm(x + block.attn(x, mask))
         expected = block.mlp_norm(h + block.mlp(h))
     assert torch.allclose(block(x, mask), expected, atol=1e-6)
+
+
+def test_document_mask_equals_separate_documents():
+    """Two documents packed in one block with document_ids give the same logits as run apart."""
+    torch.manual_seed(0)
+    model = PolyformerModel(preset("llama-tiny", vocab_size=100)).eval()
+    first, second = torch.randint(0, 100, (1, 5)), torch.randint(0, 100, (1, 4))
+    packed = torch.cat([first, second], dim=1)
+    documents = torch.tensor([[0] * 5 + [1] * 4])
+    positions = torch.tensor([list(range(5)) + list(range(4))])
+    together = model(packed, position_ids=positions, document_ids=documents).logits
+    assert torch.allclose(together[:, :5], model(first).logits, atol=1e-5)
+    assert torch.allclose(together[:, 5:], model(second).logits, atol=1e-5)

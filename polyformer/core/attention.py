@@ -35,15 +35,23 @@ def padding_mask(attention_mask: torch.Tensor | None) -> Mask:
 
 
 def self_attention_mask(
-    attention_mask: torch.Tensor | None, query_len: int, past_len: int, causal: bool
+    attention_mask: torch.Tensor | None,
+    query_len: int,
+    past_len: int,
+    causal: bool,
+    document_ids: torch.Tensor | None = None,
 ) -> Mask:
     """The self-attention mask for T=query_len new positions after past_len cached ones.
 
     attention_mask, when given, covers past and new positions: (B, past_len + query_len).
+    document_ids (B, T), when given (packed training blocks, no cache), confines attention to
+    positions of the same document.
     Rows that may attend to nothing (left padding under a causal mask) attend everywhere
     instead, so SDPA never produces NaN; those positions are padding and their outputs unused.
     """
     has_padding = attention_mask is not None and not bool(attention_mask.all())
+    if document_ids is not None:
+        return _document_mask(document_ids, attention_mask if has_padding else None, causal)
     if not causal:
         return padding_mask(attention_mask) if has_padding else Mask()
     if not has_padding:
@@ -60,6 +68,18 @@ def self_attention_mask(
         allowed = allowed & attention_mask.bool()[:, None, None, :]  # (B, 1, T, S)
     allowed = allowed | ~allowed.any(dim=-1, keepdim=True)
     return Mask(allowed)
+
+
+def _document_mask(document_ids: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool) -> Mask:
+    """Block-diagonal (and causal) mask: position i attends to j only within its own document."""
+    allowed = document_ids[:, :, None] == document_ids[:, None, :]  # (B, T, T)
+    if causal:
+        length = document_ids.shape[1]
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=document_ids.device).tril()
+    allowed = allowed[:, None]  # (B, 1, T, T)
+    if attention_mask is not None:
+        allowed = allowed & attention_mask.bool()[:, None, None, :]
+    return Mask(allowed | ~allowed.any(dim=-1, keepdim=True))
 
 
 class Attention(nn.Module):

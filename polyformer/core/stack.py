@@ -32,10 +32,11 @@ class Stack(nn.Module):
         cache: KVCache | None = None,
         memory: torch.Tensor | None = None,
         memory_attention_mask: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: (B, T, hidden) embedded inputs → (B, T, hidden) final hidden states."""
         past = cache.seq_length() if cache is not None else 0
-        mask = self_attention_mask(attention_mask, x.shape[1], past, self.causal)
+        mask = self_attention_mask(attention_mask, x.shape[1], past, self.causal, document_ids)
         memory_mask: Mask | None = padding_mask(memory_attention_mask) if memory is not None else None
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         for index, block in enumerate(self.blocks):
