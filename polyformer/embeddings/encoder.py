@@ -1,0 +1,217 @@
+"""`SentenceEncoder`: texts → fixed-size vectors, the sentence-transformers pipeline on polyformer.
+
+Transformer → Pooling → Normalize, as in Sentence-BERT: the model's last hidden states are pooled
+over the real (unpadded) tokens with `polyformer.core.pooling.pool` and, by default, scaled to
+unit length so that a dot product is a cosine similarity.
+
+Any polyformer model can encode: a sentence-transformers folder brings its own pooling, maximum
+length and normalisation; a plain Hugging Face folder defaults to mean pooling; a decoder (GPT,
+Llama, a GGUF file) defaults to last-token pooling, the token that has seen the whole text.
+
+Batching is what makes encoding fast on a CPU: all texts are tokenized in one call (the Rust
+tokenizer runs in parallel), sorted by token count so every batch pads only to the length of its
+own longest text, run under `torch.inference_mode`, and put back in input order. The model's head
+(an LM or MLM projection over the vocabulary) is skipped: only the body's hidden states are used.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polyformer.core.pooling import POOLING_MODES, pool
+from polyformer.errors import ConfigError, DataError
+from polyformer.io.hf import load_hf
+from polyformer.io.loader import load as load_model
+from polyformer.io.loader import resolve
+from polyformer.io.sentence_transformers import is_sentence_transformers_folder, read_folder, write_folder
+from polyformer.models import PolyformerModel
+from polyformer.tokenizers import Tokenizer, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+ConvertTo = Literal["numpy", "torch"]
+_NO_LIMIT = 1_000_000  # tokenizers report "no maximum" as a huge number
+
+
+@dataclass
+class SentenceEncoder:
+    """A model, its tokenizer and how to turn token states into one vector per text."""
+
+    model: PolyformerModel
+    tokenizer: Tokenizer
+    pooling: str = "mean"  # one of polyformer.core.pooling.POOLING_MODES
+    normalize_module: bool = True  # whether the saved pipeline ends with a Normalize module
+    max_seq_length: int | None = None  # tokens per text (specials included); longer texts are truncated
+    do_lower_case: bool = False
+    last_truncated: int = field(default=0, init=False)  # texts truncated by the latest encode()
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLING_MODES:
+            raise ConfigError(f"pooling={self.pooling!r} is not one of {', '.join(POOLING_MODES)}")
+        self.max_seq_length = _length_limit(self.model, self.tokenizer, self.max_seq_length)
+        self.model.eval()
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, path_or_name: str | Path, *, pooling: str | None = None, max_seq_length: int | None = None
+    ) -> "SentenceEncoder":
+        """An encoder from a sentence-transformers folder, any model folder / GGUF file, or a catalog name.
+
+        `pooling` and `max_seq_length` override what the folder says (or the defaults: mean pooling
+        for encoders, last-token pooling for decoders).
+        """
+        path = resolve(path_or_name)
+        if path.is_dir() and is_sentence_transformers_folder(path):
+            folder = read_folder(path)
+            return cls(
+                model=load_hf(folder.transformer),  # a Transformer module is always in HF layout
+                tokenizer=load_tokenizer(folder.transformer),
+                pooling=pooling or folder.pooling,
+                normalize_module=folder.normalize,
+                max_seq_length=max_seq_length or folder.max_seq_length,
+                do_lower_case=folder.do_lower_case,
+            )
+        model = load_model(path)
+        default = "last" if model.config.arch == "decoder" else "mean"
+        return cls(model, load_tokenizer(path), pooling=pooling or default, max_seq_length=max_seq_length)
+
+    @property
+    def dimension(self) -> int:
+        return self.model.config.hidden_size
+
+    # ---- encoding --------------------------------------------------------------------------
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        normalize: bool = True,
+        convert_to: ConvertTo = "numpy",
+        show_progress: bool | None = None,
+    ) -> np.ndarray | torch.Tensor:
+        """Texts → (N, D) float32 embeddings, row i for texts[i].
+
+        Texts longer than `max_seq_length` tokens are truncated; how many were is logged as a
+        warning and kept in `last_truncated`. `show_progress=None` shows a bar on a terminal when
+        there is more than one batch.
+        """
+        texts = _checked_texts(texts)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if convert_to not in ("numpy", "torch"):
+            raise DataError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
+        ids = self._tokenize(texts)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first, as batches
+        out = torch.empty(len(ids), self.dimension, dtype=torch.float32)
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        with torch.inference_mode():
+            for rows in _progress(batches, show_progress):
+                input_ids, mask = _pad([ids[i] for i in rows], self._pad_id(), self.model.device)
+                vectors = pool(self._hidden_states(input_ids, mask), mask, self.pooling)  # (B, D)
+                if normalize:
+                    vectors = F.normalize(vectors, dim=-1)
+                out[rows] = vectors.float().cpu()
+        return out if convert_to == "torch" else out.numpy()
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated to max_seq_length; counts and reports the truncations."""
+        if self.do_lower_case:
+            texts = [text.lower() for text in texts]
+        batch = self.tokenizer(texts, padding=False, truncation=True, max_length=self.max_seq_length, return_tensors=None)
+        # a text with no tokens at all (an empty string, for tokenizers that add no specials) is
+        # encoded as the lone padding token, so attention always has a key to look at
+        ids: list[list[int]] = [row or [self._pad_id()] for row in batch["input_ids"]]
+        at_limit = [i for i, row in enumerate(ids) if len(row) >= self.max_seq_length]
+        full = self.tokenizer([texts[i] for i in at_limit], padding=False, truncation=False, return_tensors=None)
+        self.last_truncated = sum(len(row) > self.max_seq_length for row in full["input_ids"]) if at_limit else 0
+        if self.last_truncated:
+            logger.warning(
+                "%d of %d texts were longer than max_seq_length=%d tokens and were truncated",
+                self.last_truncated, len(texts), self.max_seq_length,
+            )
+        return ids
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else 0  # padded positions are masked out; any valid id works
+
+    def _hidden_states(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids → (B, T, D) last hidden states of the body, skipping any head."""
+        body = self.model.body
+        if self.model.config.arch == "encoder-decoder":
+            return body.encode(input_ids, mask)
+        return body(input_ids, attention_mask=mask)
+
+    # ---- saving ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write a sentence-transformers folder (HF-layout model, tokenizer, pooling, normalize)."""
+        return write_folder(
+            directory, self.model, self.tokenizer, self.pooling,
+            normalize=self.normalize_module, max_seq_length=self.max_seq_length, do_lower_case=self.do_lower_case,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SentenceEncoder(arch={self.model.config.arch!r}, dimension={self.dimension}, pooling={self.pooling!r}, "
+            f"max_seq_length={self.max_seq_length}, normalize_module={self.normalize_module})"
+        )
+
+
+def _checked_texts(texts: Sequence[str]) -> list[str]:
+    """A list of str; DataError naming the first item that is not a string."""
+    if isinstance(texts, str):
+        raise DataError("encode() takes a list of texts; wrap a single text as [text]")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise DataError(f"encode() takes a list of texts, got {type(texts).__name__}") from None
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise DataError(f"texts[{index}] is {type(item).__name__}, expected str")
+    return items
+
+
+def _length_limit(model: PolyformerModel, tokenizer: Tokenizer, requested: int | None) -> int:
+    """Tokens per text: the request, else the tokenizer's limit, never beyond the model's positions."""
+    limits = [model.config.max_positions]
+    if requested is not None:
+        limits.append(requested)
+    elif tokenizer.model_max_length and tokenizer.model_max_length < _NO_LIMIT:
+        limits.append(tokenizer.model_max_length)
+    limit = min(limits)
+    if limit < 1:
+        raise ConfigError(f"max_seq_length must be positive, got {limit}")
+    return limit
+
+
+def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists to the longest: input_ids, attention_mask, both (B, T) int64."""
+    length = max(1, max(len(row) for row in rows))
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for index, row in enumerate(rows):
+        input_ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+def _progress(batches: list[list[int]], show: bool | None) -> Iterable[list[int]]:
+    if show is None:
+        show = len(batches) > 1 and sys.stderr.isatty()
+    if not show:
+        return batches
+    from rich.progress import track
+
+    return track(batches, description="Encoding", transient=True)
+
+
+__all__ = ["SentenceEncoder"]
