@@ -28,17 +28,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import yaml
 from torch import nn
 
+from polyformer.data.sources import BatchSource
 from polyformer.errors import ConfigError
 from polyformer.training import checkpoint as ckpt
 from polyformer.training import distributed as dist
@@ -55,14 +56,6 @@ RESUMABLE_FIELDS = (
     "max_steps", "eval_every", "eval_batches", "save_every", "keep_last", "log_every", "out_dir",
     "device", "compile", "progress", "tensorboard", "plot", "early_stopping_patience",
 )
-
-
-class BatchSource(Protocol):
-    """Batches as pure functions of the step (see polyformer.data)."""
-
-    def train_batch(self, step: int, micro: int, rank: int = 0, world_size: int = 1) -> Batch: ...
-
-    def eval_batches(self) -> Iterator[Batch]: ...
 
 
 @dataclass
