@@ -10,7 +10,8 @@ import pytest
 
 from polyformer.cli.main import main
 from polyformer.data import shards
-from polyformer.data.corpus import CharTokenizer, held_out, read_documents, read_pairs
+from polyformer.tokenizers import CharTokenizer
+from polyformer.data.corpus import held_out, read_documents, read_pairs
 from polyformer.data.shards import TokenShard, build_shard, token_dtype, write_shard
 from polyformer.errors import DataError
 from polyformer.tokenizers import Tokenizer, load_tokenizer, train_wordpiece

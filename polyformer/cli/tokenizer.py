@@ -3,7 +3,7 @@
 The corpus is a catalog name or local files (`--data` repeated), read by
 `polyformer.data.corpus.read_documents` from its training split, so the validation documents
 never shape the vocabulary. The result is written with the tokenizer's own `save(out)` and loads
-back with `polyformer.load_tokenizer` (character vocabularies with `CharTokenizer.load`).
+back with `polyformer.load_tokenizer` .
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def train(
     text_column: str = typer.Option("text", "--text-column", help="jsonl field / csv column holding the text."),
 ) -> None:
     """Train a tokenizer on the training split of a corpus and save it to --out."""
-    from polyformer.data.corpus import CharTokenizer, read_documents
+    from polyformer.data.corpus import read_documents
+    from polyformer.tokenizers import CharTokenizer
     from polyformer.errors import DataError
 
     spec: str | list[str] = data[0] if len(data) == 1 else list(data)

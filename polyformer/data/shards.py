@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from polyformer.data.corpus import CharTokenizer, Spec, Split, corpus_fingerprint, describe_spec, read_documents
+from polyformer.data.corpus import Spec, Split, corpus_fingerprint, describe_spec, read_documents
 from polyformer.errors import DataError
-from polyformer.tokenizers import Tokenizer
+from polyformer.tokenizers import CharTokenizer, Tokenizer
 
 TextTokenizer = Tokenizer | CharTokenizer
 

@@ -8,6 +8,7 @@ Everything wraps the Hugging Face `tokenizers` library; see `tokenizer.py` for t
 `load.py` for the layouts read, `train.py` for training.
 """
 
+from polyformer.tokenizers.char import CharTokenizer
 from polyformer.tokenizers.gguf_vocab import GGUFVocab, build_gguf_tokenizer, load_gguf_tokenizer, read_gguf_vocab
 from polyformer.tokenizers.load import load_tokenizer
 from polyformer.tokenizers.special import BERT_SPECIAL_TOKENS, SpecialTokens
@@ -17,6 +18,7 @@ from polyformer.tokenizers.train import train_bpe, train_wordpiece
 __all__ = [
     "BERT_SPECIAL_TOKENS",
     "BatchEncoding",
+    "CharTokenizer",
     "GGUFVocab",
     "SpecialTokens",
     "Tokenizer",

@@ -10,6 +10,7 @@ It looks at what is there and dispatches:
 | `vocab.txt`                             | BERT WordPiece                                 |
 | `*.gguf` (file, or the only one in a dir) | the vocabulary inside the GGUF               |
 | sentence-transformers dir without files at the top | its `0_Transformer/` module        |
+| `char_tokenizer.json` (file or in a dir) | a character-level `CharTokenizer`             |
 
 Anything else is a TokenizerError that names the path and lists what was looked for.
 """
@@ -20,6 +21,7 @@ import os
 from pathlib import Path
 
 from polyformer.errors import TokenizerError
+from polyformer.tokenizers.char import CHAR_TOKENIZER_FILE, CharTokenizer
 from polyformer.tokenizers.gguf_vocab import load_gguf_tokenizer
 from polyformer.tokenizers.hf_files import load_gpt2_bpe, load_tokenizer_json, load_wordpiece_vocab
 from polyformer.tokenizers.tokenizer import TOKENIZER_FILE, Tokenizer
@@ -27,10 +29,11 @@ from polyformer.tokenizers.tokenizer import TOKENIZER_FILE, Tokenizer
 _GPT2_FILE_PAIRS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 _WORDPIECE_FILE = "vocab.txt"
 _SENTENCE_TRANSFORMERS_MODULE = "0_Transformer"
-_LOOKED_FOR = "tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe, vocab.txt or one .gguf file"
+_LOOKED_FOR = ("tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe, vocab.txt, "
+               "char_tokenizer.json or one .gguf file")
 
 
-def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
+def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer | CharTokenizer:
     """The tokenizer at `path` (a file, a directory or a catalog name)."""
     location = _resolve(path)
     if location.is_file():
@@ -53,8 +56,10 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     return Path(fetch(path)) if is_catalog_name(path) else location
 
 
-def _load_file(file: Path) -> Tokenizer:
+def _load_file(file: Path) -> Tokenizer | CharTokenizer:
     name = file.name.lower()
+    if name == CHAR_TOKENIZER_FILE:
+        return CharTokenizer.load(file)
     if name.endswith(".gguf"):
         return load_gguf_tokenizer(file)
     if name == _WORDPIECE_FILE:
@@ -67,7 +72,9 @@ def _load_file(file: Path) -> Tokenizer:
     raise TokenizerError(f"{file}: unknown tokenizer file; expected {_LOOKED_FOR}")
 
 
-def _load_dir(directory: Path) -> Tokenizer:
+def _load_dir(directory: Path) -> Tokenizer | CharTokenizer:
+    if (directory / CHAR_TOKENIZER_FILE).is_file():
+        return CharTokenizer.load(directory / CHAR_TOKENIZER_FILE)
     if (directory / TOKENIZER_FILE).is_file():
         return load_tokenizer_json(directory / TOKENIZER_FILE)
     for vocab_name, merges_name in _GPT2_FILE_PAIRS:
