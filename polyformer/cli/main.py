@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.data",
     "polyformer.cli.info",
     "polyformer.cli.convert",
+    "polyformer.cli.pretrain",
     "polyformer.cli.plot",
     "polyformer.cli.tokenizer",
 ]
