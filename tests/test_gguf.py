@@ -17,8 +17,8 @@ import torch
 gguf = pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
 
-from polyformer.errors import CheckpointError, UnknownModelError  # noqa: E402
-from polyformer.io.gguf import gguf_metadata, load_gguf  # noqa: E402
+from polyformer.errors import CheckpointError, UnknownModelError
+from polyformer.io.gguf import gguf_metadata, load_gguf
 
 Q8_0 = gguf.GGMLQuantizationType.Q8_0
 F32 = gguf.GGMLQuantizationType.F32
@@ -78,11 +78,11 @@ def test_smollm2_logits_match_transformers(smollm2, smollm2_gguf: Path, smollm2_
 
 
 # ---- synthetic files ------------------------------------------------------------------------------
-TINY = dict(
-    vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, rope_theta=10000.0,
-    tie_word_embeddings=False,
-)
+TINY = {
+    "vocab_size": 96, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False,
+}
 
 
 def _ggml_rotary_rows(weight: np.ndarray, heads: int) -> np.ndarray:
@@ -174,7 +174,7 @@ def tiny(tmp_path_factory) -> tuple[Path, object, dict[str, np.ndarray]]:
 
 
 def test_tiny_gguf_matches_hf_llama_with_the_stored_weights(tiny) -> None:
-    path, model, stored = tiny
+    path, model, _ = tiny
     ours = load_gguf(path)
     assert not ours.config.tie_word_embeddings and ours.config.kv_heads == 2
     reference = _as_stored(model)
@@ -186,7 +186,7 @@ def test_tiny_gguf_matches_hf_llama_with_the_stored_weights(tiny) -> None:
 
 def test_q8_0_is_dequantized_to_block_scale_times_int8(tiny) -> None:
     """Hand decode of Q8_0: blocks of 34 bytes = float16 scale d + 32 int8 q; value = d * q."""
-    path, model, stored = tiny
+    path, _, stored = tiny
     raw = stored["blk.0.attn_v.weight"]  # (rows, blocks * 34) bytes; v is stored unpermuted
     blocks = raw.reshape(raw.shape[0], -1, 34)
     scale = blocks[..., :2].copy().view(np.float16).astype(np.float32)  # (rows, blocks, 1)

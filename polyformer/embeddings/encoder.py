@@ -32,7 +32,11 @@ from polyformer.errors import ConfigError, DataError
 from polyformer.io.hf import load_hf
 from polyformer.io.loader import load as load_model
 from polyformer.io.loader import resolve
-from polyformer.io.sentence_transformers import is_sentence_transformers_folder, read_folder, write_folder
+from polyformer.io.sentence_transformers import (
+    is_sentence_transformers_folder,
+    read_folder,
+    write_folder,
+)
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import Tokenizer, load_tokenizer
 
@@ -64,7 +68,7 @@ class SentenceEncoder:
     @classmethod
     def load(
         cls, path_or_name: str | Path, *, pooling: str | None = None, max_seq_length: int | None = None
-    ) -> "SentenceEncoder":
+    ) -> SentenceEncoder:
         """An encoder from a sentence-transformers folder, any model folder / GGUF file, or a catalog name.
 
         `pooling` and `max_seq_length` override what the folder says (or the defaults: mean pooling

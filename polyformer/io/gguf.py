@@ -25,7 +25,15 @@ import torch
 
 from polyformer.config import ModelConfig
 from polyformer.errors import CheckpointError, ConfigError, UnknownModelError
-from polyformer.io.hf.common import Family, Rule, halves, import_state, load_into, qkv_sizes, rule
+from polyformer.io.hf.common import (
+    Family,
+    Rule,
+    halves,
+    import_state,
+    load_into,
+    qkv_sizes,
+    rule,
+)
 from polyformer.models import PolyformerModel
 
 ARCHITECTURES = ("llama",)
@@ -59,7 +67,7 @@ def _open_cached(path: str, mtime_ns: int, size: int):
 
     try:
         return GGUFReader(path)
-    except Exception as err:  # the reader raises ValueError, IndexError, OSError ... on bad bytes
+    except Exception as err:  # noqa: BLE001 -- the reader raises ValueError, IndexError, OSError ... on bad bytes
         raise CheckpointError(
             f"{path}: not a readable GGUF file, truncated or corrupted ({type(err).__name__}: {err}); "
             "re-download or re-convert it"
