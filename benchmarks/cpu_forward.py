@@ -8,6 +8,7 @@ logit difference as a check that both computed the same thing.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -32,6 +33,8 @@ def _forward(model, ids: torch.Tensor, outputs: dict[str, torch.Tensor], name: s
 def run(settings: ForwardSettings | None = None) -> dict:
     """Time both models on each (batch, length); returns a JSON-ready record."""
     settings = settings or ForwardSettings()
+    if importlib.util.find_spec("accelerate") is None:
+        return {"skipped": "transformers reads GGUF files only with accelerate installed (pip install accelerate)"}
     from transformers import AutoModelForCausalLM
 
     from polyformer.data import catalog

@@ -33,6 +33,8 @@ def encode_rows(record: dict) -> list[list[object]]:
 
 
 def forward_rows(record: dict) -> list[list[object]]:
+    if "skipped" in record:
+        return [["SmolLM2-135M prefill", "skipped", record["skipped"], "", ""]]
     return [[
         f"SmolLM2-135M prefill B{row['batch']} x T{row['length']}",
         f"{row['ms']['polyformer']:.1f} ms, {row['tokens_per_s']['polyformer']:,.0f} tok/s",
