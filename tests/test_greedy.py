@@ -53,3 +53,16 @@ def test_greedy_rejects_bad_requests():
     encoder = PolyformerModel(preset("bert-tiny", vocab_size=64)).eval()
     with pytest.raises(ConfigError, match="LM head"):
         list(greedy_tokens(encoder, torch.zeros(1, 3, dtype=torch.long), 2))
+
+
+def test_sampling_is_seeded_and_follows_temperature():
+    torch.manual_seed(0)
+    model = PolyformerModel(preset("gpt-tiny", vocab_size=64)).eval()
+    prompt = torch.randint(0, 64, (1, 4))
+    first = list(greedy_tokens(model, prompt, 10, temperature=1.0, seed=7))
+    assert first == list(greedy_tokens(model, prompt, 10, temperature=1.0, seed=7))
+    assert first != list(greedy_tokens(model, prompt, 10, temperature=1.0, seed=8))
+    # a tiny temperature is greedy
+    assert list(greedy_tokens(model, prompt, 10, temperature=1e-6, seed=1)) == list(greedy_tokens(model, prompt, 10))
+    with pytest.raises(ConfigError, match="temperature"):
+        list(greedy_tokens(model, prompt, 2, temperature=-1.0))
