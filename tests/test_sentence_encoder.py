@@ -81,6 +81,14 @@ def test_saved_folder_round_trips(saved_dir: Path, texts: list[str], ours: np.nd
     np.testing.assert_allclose(again.encode(texts[:64]), ours[:64], atol=1e-6)
 
 
+def test_plain_hf_folder_defaults_to_mean_pooling(encoder, texts: list[str], ours: np.ndarray, tmp_path: Path) -> None:
+    pf.save(encoder.model, tmp_path, format="hf")
+    encoder.tokenizer.save(tmp_path)
+    plain = pf.SentenceEncoder.load(tmp_path)
+    assert plain.pooling == "mean" and plain.max_seq_length == 512
+    np.testing.assert_allclose(plain.encode(texts[:16]), ours[:16], atol=1e-6)  # short texts: no truncation either way
+
+
 def test_batch_size_and_order_do_not_change_vectors(encoder, texts: list[str], ours: np.ndarray) -> None:
     picked = texts[:24][::-1]
     one_by_one = encoder.encode(picked, batch_size=1, convert_to="torch")
