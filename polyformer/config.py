@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from polyformer.errors import ConfigError
 
@@ -160,19 +160,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
-        """Build from a dict, naming unknown or mistyped fields and the file they came from."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
-        try:
-            return cls(**data)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
-        except TypeError as err:
-            raise ConfigError(f"{source}: {err}") from None
+        return dataclass_from_dict(cls, data, source)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -192,6 +180,23 @@ class ModelConfig:
         if not isinstance(data, dict) or "polyformer" not in data:
             raise ConfigError(f"{path}: not a polyformer config (no 'polyformer' section)")
         return cls.from_dict(data["polyformer"], source=str(path))
+
+
+T = TypeVar("T")
+
+
+def dataclass_from_dict(cls: type[T], data: Any, source: str) -> T:
+    """A config dataclass from a mapping, naming unknown or invalid fields and where they came from."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

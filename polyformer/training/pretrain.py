@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from polyformer.config import ModelConfig, preset
+from polyformer.config import ModelConfig, dataclass_from_dict, preset
 from polyformer.data.collators import MLMTokens
 from polyformer.data.corpus import read_documents, read_pairs
 from polyformer.data.shards import build_shard
@@ -90,16 +90,7 @@ class PretrainSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "PretrainSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        try:
-            return cls(**data)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{source}: {err}") from None
+        return dataclass_from_dict(cls, data, source)
 
 
 def read_spec(path: str | Path) -> PretrainSpec:
@@ -110,8 +101,6 @@ def read_spec(path: str | Path) -> PretrainSpec:
         raise ConfigError(f"{path}: run config not found") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of fields")
     return PretrainSpec.from_dict(data, str(path))
 
 

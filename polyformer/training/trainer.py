@@ -40,6 +40,7 @@ import yaml
 from torch import nn
 
 from polyformer.data.sources import BatchSource
+from polyformer.config import dataclass_from_dict
 from polyformer.errors import ConfigError
 from polyformer.training import checkpoint as ckpt
 from polyformer.training import distributed as dist
@@ -120,14 +121,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "train config") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        try:
-            return cls(**data)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
+        return dataclass_from_dict(cls, data, source)
 
 
 @dataclass
