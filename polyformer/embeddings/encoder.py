@@ -134,9 +134,10 @@ class SentenceEncoder:
         # a text with no tokens at all (an empty string, for tokenizers that add no specials) is
         # encoded as the lone padding token, so attention always has a key to look at
         ids: list[list[int]] = [row or [self._pad_id()] for row in batch["input_ids"]]
-        at_limit = [i for i, row in enumerate(ids) if len(row) >= self.max_seq_length]
-        full = self.tokenizer([texts[i] for i in at_limit], padding=False, truncation=False, return_tensors=None)
-        self.last_truncated = sum(len(row) > self.max_seq_length for row in full["input_ids"]) if at_limit else 0
+        # only texts that filled the limit can have been cut; tokenize those again, untruncated
+        at_limit = [texts[i] for i, row in enumerate(ids) if len(row) >= self.max_seq_length]
+        full = self.tokenizer(at_limit, padding=False, truncation=False, return_tensors=None)["input_ids"] if at_limit else []
+        self.last_truncated = sum(len(row) > self.max_seq_length for row in full)
         if self.last_truncated:
             logger.warning(
                 "%d of %d texts were longer than max_seq_length=%d tokens and were truncated",
