@@ -19,8 +19,9 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -
     if attention_mask is None:
         attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
     mask = attention_mask.to(hidden.dtype)[..., None]  # (B, T, 1)
-    if mode == "cls":
-        return hidden[:, 0]
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if mode == "cls":  # the first token that is not padding, so left padding works too
+        return hidden[rows, attention_mask.bool().int().argmax(dim=1)]
     if mode == "mean":
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
     if mode == "weighted-mean":
@@ -31,4 +32,4 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -
     # last: the highest index holding a token, so left and right padding both work
     positions = torch.arange(hidden.shape[1], device=hidden.device)[None, :]  # (1, T)
     last = (positions * attention_mask.bool()).amax(dim=1)  # (B,)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return hidden[rows, last]

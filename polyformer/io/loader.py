@@ -11,7 +11,7 @@ from pathlib import Path
 from polyformer.errors import CheckpointError, UnknownModelError
 from polyformer.io.hf import load_hf, save_hf
 from polyformer.io.native import is_native, load_native, save_native
-from polyformer.io.safetensors_io import PICKLE_SUFFIXES, read_json
+from polyformer.io.safetensors_io import PICKLE_SUFFIXES
 from polyformer.models import PolyformerModel
 
 FORMATS = ("native", "hf")
@@ -33,15 +33,10 @@ def resolve(path_or_name: str | Path) -> Path:
 
 
 def transformer_folder(directory: Path) -> Path:
-    """For a sentence-transformers folder, the folder holding its Transformer module."""
-    modules = read_json(directory / "modules.json") if (directory / "modules.json").is_file() else None
-    if modules is None:
-        return directory
-    entries = modules if isinstance(modules, list) else []
-    for entry in entries:
-        if str(entry.get("type", "")).endswith("Transformer"):
-            return directory / entry.get("path", "")
-    raise CheckpointError(f"{directory / 'modules.json'}: no Transformer module listed")
+    """For a sentence-transformers folder, the folder holding its Transformer module; else itself."""
+    from polyformer.io.sentence_transformers import is_sentence_transformers_folder, read_folder
+
+    return read_folder(directory).transformer if is_sentence_transformers_folder(directory) else directory
 
 
 def load(path_or_name: str | Path, *, head: str | None = None, allow_pickle: bool = False, **overrides) -> PolyformerModel:
