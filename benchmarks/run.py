@@ -1,7 +1,7 @@
 """Run the CPU benchmarks, print a markdown table and write `benchmarks/results/cpu.json`.
 
     python -m benchmarks.run                # everything, 2 threads
-    python -m benchmarks.run --only encode  # one benchmark
+    python -m benchmarks.run --only encode  # one benchmark: encode | forward | train
     python -m benchmarks.run --quick        # fewer texts and repeats (a smoke run)
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import cpu_encode, cpu_forward
+from benchmarks import cpu_encode, cpu_forward, cpu_train
 from benchmarks.timing import markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "cpu.json"
@@ -44,9 +44,19 @@ def forward_rows(record: dict) -> list[list[object]]:
     ] for row in record["shapes"]]
 
 
+def train_rows(records: list[dict]) -> list[list[object]]:
+    return [[
+        record["work"],
+        f"{record['tokens_per_s']['polyformer']:,.0f} tok/s",
+        f"{record['tokens_per_s']['transformers']:,.0f} tok/s (transformers)",
+        f"{record['ratio']:.2f}x ({record['ratio_best']:.2f}x)",
+        "same weights, same step",
+    ] for record in records]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["encode", "forward"], help="run one benchmark")
+    parser.add_argument("--only", choices=["encode", "forward", "train"], help="run one benchmark")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer texts and repeats")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
@@ -64,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = cpu_forward.ForwardSettings(shapes=[(1, 32)], repeats=1) if args.quick else cpu_forward.ForwardSettings()
         report["forward"] = cpu_forward.run(settings)
         rows += forward_rows(report["forward"])
+    if args.only in (None, "train"):
+        report["train"] = cpu_train.run(quick=args.quick)
+        rows += train_rows(report["train"])
     print(markdown_table(HEADERS, rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
