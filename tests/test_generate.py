@@ -72,3 +72,91 @@ def test_batched_greedy_matches_transformers(kind, tmp_path):
     assert all(r in ("stop", "length") for r in result.finish_reasons)
     assert result.logprobs.shape == result.sequences.shape
     assert (result.logprobs <= 0).all()
+
+
+# ---- text: stop strings and streaming ---------------------------------------------------------
+
+from polyformer.config import preset  # noqa: E402
+from polyformer.generation.engine import TextStreamer, cut_at_stop, generate_text, stream_text  # noqa: E402
+from polyformer.models import PolyformerModel  # noqa: E402
+from polyformer.tokenizers import train_bpe  # noqa: E402
+
+CORPUS = ["héllo wörld, café crème", "naïve façade déjà vu", "plain ascii words here", "more plain words and words"] * 3
+TEXT = "café 🎉 naïve 🦜 déjà vu STOP après 🎉"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_bpe(CORPUS, vocab_size=300)
+
+
+@pytest.fixture
+def one_thread():
+    """The tokenizer's worker threads stay busy after training; one torch thread avoids contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cut_at_stop_takes_the_earliest_string():
+    assert cut_at_stop("abc STOP def END", ["END", "STOP"]) == ("abc ", True)
+    assert cut_at_stop("abc", ["x"]) == ("abc", False)
+
+
+def test_streamer_never_splits_a_character(tokenizer):
+    ids = tokenizer.encode(TEXT, add_special_tokens=False)
+    assert tokenizer.decode(ids) == TEXT
+    assert any("\ufffd" in tokenizer.decode(ids[: i + 1]) for i in range(len(ids)))  # an emoji spans tokens
+    streamer = TextStreamer(tokenizer)
+    pieces = [streamer.push(i) for i in ids] + [streamer.flush()]
+    assert "".join(pieces) == TEXT
+    assert not any("\ufffd" in piece for piece in pieces)
+
+
+@pytest.mark.parametrize("stop", ["STOP", "🦜", " vu S", "ve 🦜 d"])
+def test_streamer_cuts_exactly_at_a_stop_string_across_tokens(tokenizer, stop):
+    ids = tokenizer.encode(TEXT, add_special_tokens=False)
+    streamer = TextStreamer(tokenizer, [stop, "never"])
+    pieces = []
+    for i in ids:
+        pieces.append(streamer.push(i))
+        if streamer.stopped:
+            break
+    pieces.append(streamer.flush())
+    assert streamer.stopped
+    assert "".join(pieces) == TEXT[: TEXT.index(stop)] == streamer.text()
+
+
+def test_stream_text_equals_generate_text_and_stops_exactly(tokenizer, one_thread):
+    torch.manual_seed(0)
+    model = PolyformerModel(preset("gpt-tiny", vocab_size=tokenizer.vocab_size)).eval()
+    prompts = ["café crème", "plain words and"]
+    config = dict(max_new_tokens=16, eos_token_id=tokenizer.vocab_size - 1, temperature=1.0, seed=3)
+    full = generate_text(model, tokenizer, prompts, GenerationConfig(**config))
+    assert [c.finish_reason for c in full] == ["length", "length"]
+    text = full[0].text
+    stop = next(text[i : i + 2] for i in range(3, len(text) - 1) if "\ufffd" not in text[i : i + 2])
+    cut = generate_text(model, tokenizer, prompts, GenerationConfig(stop=[stop], **config))
+    assert cut[0].text == full[0].text[: full[0].text.index(stop)] and cut[0].finish_reason == "stop"
+    assert len(cut[0].token_ids) < len(full[0].token_ids)
+    streamed = ["", ""]
+    for row, piece in stream_text(model, tokenizer, prompts, GenerationConfig(stop=[stop], **config)):
+        streamed[row] += piece
+    assert streamed == [c.text for c in cut]
+
+
+def test_bad_requests_raise_typed_errors(tokenizer):
+    model = PolyformerModel(preset("gpt-tiny", vocab_size=64, max_positions=16)).eval()
+    with pytest.raises(DataError, match="empty prompt"):
+        generate(model, torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(DataError, match="empty prompt"):
+        generate(model, torch.zeros(2, 3, dtype=torch.long), torch.tensor([[1, 1, 1], [0, 0, 0]]))
+    with pytest.raises(ConfigError, match="context"):
+        generate(model, torch.zeros(1, 10, dtype=torch.long), None, GenerationConfig(max_new_tokens=10))
+    with pytest.raises(ConfigError, match="outside the vocabulary"):
+        generate(model, torch.zeros(1, 3, dtype=torch.long), None, GenerationConfig(eos_token_id=500))
+    with pytest.raises(DataError, match="prompts"):
+        generate_text(model, tokenizer, [""], GenerationConfig())
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        GenerationConfig(max_new_tokens=0)

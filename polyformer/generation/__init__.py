@@ -1,7 +1,13 @@
 """Generation: sampling processors, batched and streamed decoding, beam search, text streaming."""
 
-from polyformer.generation.engine import GenerationOutput, Step, TokenStream, generate, stream
+from polyformer.generation.engine import (
+    GenerationOutput, Step, TextCompletion, TextStreamer, TokenStream, cut_at_stop, generate, generate_text, stream,
+    stream_text,
+)
 from polyformer.generation.greedy import greedy_tokens
 from polyformer.generation.sampling import GenerationConfig
 
-__all__ = ["GenerationConfig", "GenerationOutput", "Step", "TokenStream", "generate", "greedy_tokens", "stream"]
+__all__ = [
+    "GenerationConfig", "GenerationOutput", "Step", "TextCompletion", "TextStreamer", "TokenStream", "cut_at_stop",
+    "generate", "generate_text", "greedy_tokens", "stream", "stream_text",
+]

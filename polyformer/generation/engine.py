@@ -186,3 +186,108 @@ def collect(token_stream: TokenStream, steps: list[Step]) -> GenerationOutput:
     lengths = torch.stack([s.active for s in steps], dim=1).sum(-1).tolist()
     reasons = [reason or "length" for reason in token_stream.finish_reasons]
     return GenerationOutput(tokens, logprobs, lengths, reasons)
+
+
+# ---- text: stop strings and streaming detokenization ------------------------------------------
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """Text up to the earliest occurrence of any stop string, and whether one occurred."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+def _pending_stop_prefix(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of `text` that could still grow into a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
+
+
+class TextStreamer:
+    """Incremental detokenizer for one sequence: `push` token ids, get only stable new text.
+
+    It decodes the whole growing token list and emits the new suffix, holding back text that ends
+    in U+FFFD (half a multi-byte character) or that could be the start of a stop string; at a
+    stop string it emits exactly the text before it and sets `stopped`.
+    """
+
+    def __init__(self, tokenizer, stop: list[str] | None = None) -> None:
+        self.tokenizer, self.stop = tokenizer, list(stop or [])
+        self.ids: list[int] = []
+        self.emitted = ""
+        self.stopped = False
+
+    def push(self, *ids: int) -> str:
+        if self.stopped:
+            return ""
+        self.ids.extend(ids)
+        text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids), self.stop)
+        if not self.stopped:
+            text = text.rstrip("\ufffd")
+            text = text[: len(text) - _pending_stop_prefix(text, self.stop)]
+        return self._emit(text)
+
+    def flush(self) -> str:
+        """The rest of the text once generation has ended."""
+        if self.stopped:
+            return ""
+        text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids), self.stop)
+        return self._emit(text)
+
+    def text(self) -> str:
+        """The whole text so far, cut at the first stop string."""
+        return cut_at_stop(self.tokenizer.decode(self.ids), self.stop)[0]
+
+    def _emit(self, text: str) -> str:
+        if len(text) <= len(self.emitted) or not text.startswith(self.emitted):
+            return ""  # not stable yet (a later token rewrote the tail); wait for more
+        new, self.emitted = text[len(self.emitted):], text
+        return new
+
+
+@dataclass
+class TextCompletion:
+    text: str  # cut at the first stop string; EOS and special tokens not included
+    token_ids: list[int]  # the new tokens generated (EOS included when hit)
+    finish_reason: str  # "stop" (EOS or stop string) or "length"
+
+
+def stream_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig) -> Iterator[tuple[int, str]]:
+    """Yield (row, text increment) for a batch of prompts; rows stop at EOS or a stop string."""
+    yield from _text_pieces(*_start_text(model, tokenizer, prompts, config))
+
+
+def generate_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig) -> list[TextCompletion]:
+    """Complete each prompt; texts are cut exactly at the first stop string."""
+    token_stream, streamers = _start_text(model, tokenizer, prompts, config)
+    for _ in _text_pieces(token_stream, streamers):
+        pass
+    reasons = [reason or "length" for reason in token_stream.finish_reasons]
+    return [TextCompletion(s.text(), s.ids, r) for s, r in zip(streamers, reasons)]
+
+
+def _start_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig) -> tuple[TokenStream, list[TextStreamer]]:
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise DataError(f"prompts must be a non-empty list of non-empty strings, got {prompts!r:.80}")
+    batch = tokenizer(prompts, padding_side="left")
+    token_stream = TokenStream(model, batch["input_ids"], batch["attention_mask"], config)
+    return token_stream, [TextStreamer(tokenizer, config.stop) for _ in prompts]
+
+
+def _text_pieces(token_stream: TokenStream, streamers: list[TextStreamer]) -> Iterator[tuple[int, str]]:
+    for step in token_stream:
+        for row in step.active.nonzero().flatten().tolist():
+            piece = streamers[row].push(int(step.tokens[row]))
+            if piece:
+                yield row, piece
+            if streamers[row].stopped:
+                token_stream.finish(row, "stop")
+    for row, streamer in enumerate(streamers):
+        piece = streamer.flush()
+        if piece:
+            yield row, piece
