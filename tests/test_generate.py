@@ -14,6 +14,15 @@ from polyformer.generation import GenerationConfig, generate, stream
 VOCAB = 97
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models decode fastest on one thread, and a busy shared machine cannot stall them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def perturb(model: torch.nn.Module) -> None:
     torch.manual_seed(2)
     with torch.no_grad():
@@ -90,15 +99,6 @@ def tokenizer():
     return train_bpe(CORPUS, vocab_size=300)
 
 
-@pytest.fixture
-def one_thread():
-    """The tokenizer's worker threads stay busy after training; one torch thread avoids contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_cut_at_stop_takes_the_earliest_string():
     assert cut_at_stop("abc STOP def END", ["END", "STOP"]) == ("abc ", True)
     assert cut_at_stop("abc", ["x"]) == ("abc", False)
@@ -128,7 +128,7 @@ def test_streamer_cuts_exactly_at_a_stop_string_across_tokens(tokenizer, stop):
     assert "".join(pieces) == TEXT[: TEXT.index(stop)] == streamer.text()
 
 
-def test_stream_text_equals_generate_text_and_stops_exactly(tokenizer, one_thread):
+def test_stream_text_equals_generate_text_and_stops_exactly(tokenizer):
     torch.manual_seed(0)
     model = PolyformerModel(preset("gpt-tiny", vocab_size=tokenizer.vocab_size)).eval()
     prompts = ["café crème", "plain words and"]
@@ -160,3 +160,30 @@ def test_bad_requests_raise_typed_errors(tokenizer):
         generate_text(model, tokenizer, [""], GenerationConfig())
     with pytest.raises(ConfigError, match="max_new_tokens"):
         GenerationConfig(max_new_tokens=0)
+
+
+# ---- beam search -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpt2_pair(tmp_path_factory):
+    """A random-init transformers GPT-2 and the same weights loaded into polyformer."""
+    directory = tmp_path_factory.mktemp("gpt2")
+    return tiny_hf("gpt2", directory), pf.load(directory)
+
+
+# eos ids chosen so that hypotheses end at different lengths (the model repeats a few tokens)
+@pytest.mark.parametrize("early_stopping, eos", [(True, 58), (True, 66), (False, 66), (False, 2)])
+def test_beam_search_matches_transformers(gpt2_pair, early_stopping, eos):
+    ref, model = gpt2_pair
+    torch.manual_seed(5)
+    ids = torch.randint(3, VOCAB, (1, 5))
+    kwargs = dict(num_beams=4, length_penalty=1.0, early_stopping=early_stopping, max_new_tokens=10)
+    with torch.no_grad():
+        expected = ref.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pad_token_id=0, eos_token_id=eos,
+                                do_sample=False, num_return_sequences=4, **kwargs)[:, 5:].tolist()
+    result = generate(model, ids, None, GenerationConfig(eos_token_id=eos, num_return_sequences=4, **kwargs))
+    assert strip_pad(expected, result.lengths) == ours_new_tokens(result)
+    ended = [row.index(eos) + 1 if eos in row else len(row) for row in expected]
+    assert ended == result.lengths
+    assert result.scores is not None and (result.scores[:-1] >= result.scores[1:]).all()

@@ -20,6 +20,15 @@ PROBS = torch.tensor([[0.05, 0.4, 0.1, 0.3, 0.15]])  # sorted: 1 (.4), 3 (.3), 4
 LOGITS = PROBS.log()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models decode fastest on one thread, and a busy shared machine cannot stall them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def support(logits: torch.Tensor) -> set[int]:
     return set(torch.isfinite(logits[0]).nonzero().flatten().tolist())
 

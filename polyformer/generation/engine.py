@@ -39,6 +39,7 @@ class GenerationOutput:
     logprobs: torch.Tensor  # (B, T_new) per-token log-probabilities (0 on padding)
     lengths: list[int]  # real new tokens per row (EOS included)
     finish_reasons: list[str]  # "stop" (EOS or stop string) or "length"
+    scores: torch.Tensor | None = None  # (B,) beam search: length-normalised sequence log-probability
 
 
 def check_request(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: GenerationConfig) -> torch.Tensor:
@@ -107,7 +108,7 @@ class TokenStream:
         config, vocab = self.config, self.model.config.vocab_size
         prompt_counts = token_counts(self.input_ids, vocab, self.mask)  # (B, V)
         generated = torch.zeros_like(prompt_counts)
-        logits = self._prefill()
+        logits = self.prefill()
         for step in range(config.max_new_tokens):
             scores = process_logits(logits, config, prompt_counts + generated, generated)
             if step < config.min_new_tokens:
@@ -124,7 +125,7 @@ class TokenStream:
             if bool(self.done.all()):
                 return
             if step + 1 < config.max_new_tokens:
-                logits = self._advance(tokens)
+                logits = self.advance(tokens)
         for row in (~self.done).nonzero().flatten().tolist():
             self.finish(row, "length")
 
@@ -133,7 +134,7 @@ class TokenStream:
             return torch.zeros_like(tokens, dtype=torch.bool)
         return torch.isin(tokens, torch.tensor(self.eos_ids, device=tokens.device))
 
-    def _prefill(self) -> torch.Tensor:
+    def prefill(self) -> torch.Tensor:
         """Run the prompt (decoders) or the encoder + start token; return next-token logits (B, V)."""
         self.cache = KVCache()
         if self.model.config.arch == "encoder-decoder":
@@ -148,7 +149,7 @@ class TokenStream:
         self.positions = self.positions[:, -1:]  # (B, 1)
         return out.logits[:, -1]
 
-    def _advance(self, tokens: torch.Tensor) -> torch.Tensor:
+    def advance(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed the step's tokens (B,) through the cache; return the next logits (B, V)."""
         if self.model.config.arch == "encoder-decoder":
             out = self.model(self.input_ids, self.mask, decoder_input_ids=tokens[:, None], cache=self.cache,
