@@ -187,3 +187,48 @@ def test_beam_search_matches_transformers(gpt2_pair, early_stopping, eos):
     ended = [row.index(eos) + 1 if eos in row else len(row) for row in expected]
     assert ended == result.lengths
     assert result.scores is not None and (result.scores[:-1] >= result.scores[1:]).all()
+
+
+# ---- encoder–decoder (Marian) ------------------------------------------------------------------
+
+MARIAN_VOCAB, MARIAN_PAD = 101, 100
+
+
+@pytest.fixture(scope="module")
+def marian_pair(tmp_path_factory):
+    """A random-init transformers Marian model (EOS 0, start = pad = 100) and its polyformer twin."""
+    torch.manual_seed(0)
+    config = transformers.MarianConfig(
+        vocab_size=MARIAN_VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
+        pad_token_id=MARIAN_PAD, decoder_start_token_id=MARIAN_PAD, eos_token_id=0, forced_eos_token_id=None,
+    )
+    ref = transformers.MarianMTModel(config).eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for param in ref.parameters():
+            if param.requires_grad:  # not the fixed sinusoid tables
+                param.add_(torch.randn_like(param) * 0.05)
+    directory = tmp_path_factory.mktemp("marian")
+    ref.save_pretrained(directory)
+    return ref, pf.load(directory)
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_encoder_decoder_generation_matches_transformers(marian_pair, num_beams):
+    ref, model = marian_pair
+    torch.manual_seed(1)
+    src = torch.randint(1, MARIAN_PAD, (2, 7))
+    mask = torch.ones_like(src)
+    mask[1, 4:] = 0  # sources are right-padded
+    src = src.masked_fill(mask == 0, MARIAN_PAD)
+    if num_beams > 1:
+        src, mask = src[:1], mask[:1]
+    kwargs = dict(num_beams=num_beams, max_new_tokens=10)
+    if num_beams > 1:
+        kwargs.update(length_penalty=1.0, early_stopping=True)
+    with torch.no_grad():
+        expected = ref.generate(input_ids=src, attention_mask=mask, do_sample=False, **kwargs)[:, 1:].tolist()
+    result = generate(model, src, mask, GenerationConfig(**kwargs))
+    assert strip_pad(expected, result.lengths) == ours_new_tokens(result)
+    assert result.finish_reasons == ["stop"] * src.shape[0]  # EOS (0) reached before the limit
