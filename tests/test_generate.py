@@ -189,6 +189,30 @@ def test_beam_search_matches_transformers(gpt2_pair, early_stopping, eos):
     assert result.scores is not None and (result.scores[:-1] >= result.scores[1:]).all()
 
 
+@pytest.mark.parametrize("num_beams", [1, 4])
+@pytest.mark.parametrize("name", ["gpt-tiny", "llama-tiny"])
+def test_left_padded_batch_equals_each_prompt_alone(name, num_beams):
+    """Per-row finishing: row 0 meets EOS at once while row 1 goes on, each as if it ran alone."""
+    torch.manual_seed(0)
+    model = PolyformerModel(preset(name, vocab_size=64)).eval()
+    with torch.no_grad():  # larger weights: varied, prompt- and position-dependent outputs
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0, 0.2)
+    torch.manual_seed(1)
+    ids = torch.randint(1, 64, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    rows = [ids[i : i + 1, mask[i].bool()] for i in range(2)]
+    eos = generate(model, rows[0], None, GenerationConfig(max_new_tokens=1)).sequences[0, 0].item()
+    config = GenerationConfig(max_new_tokens=8, num_beams=num_beams, eos_token_id=eos)
+    alone = [generate(model, row, None, config) for row in rows]
+    batched = generate(model, ids.masked_fill(mask == 0, 0), mask, config)
+    assert ours_new_tokens(batched) == [ours_new_tokens(a)[0] for a in alone]
+    assert batched.lengths[0] == 1 and batched.finish_reasons[0] == "stop" and batched.lengths[1] > 1
+    assert (batched.sequences[0, 1:] == eos).all()  # finished rows are padded (pad = EOS here)
+
+
 # ---- encoder–decoder (Marian) ------------------------------------------------------------------
 
 MARIAN_VOCAB, MARIAN_PAD = 101, 100
