@@ -30,6 +30,16 @@ class Beams:
     logprobs: torch.Tensor  # (B, K, t) per-token log-probabilities
     scores: torch.Tensor  # (B, K) accumulated (running) or length-normalised (finished) log-probability
 
+    def select(self, index: torch.Tensor) -> Beams:
+        """Beams index (B, M) of each request."""
+        return Beams(gather(self.tokens, index), gather(self.logprobs, index), gather(self.scores, index))
+
+    def join(self, other: Beams, limit: int, pad_id: int) -> Beams:
+        """Both sets side by side (B, K + M), token rows padded to `limit`."""
+        return Beams(torch.cat([self.tokens, pad_to(other.tokens, limit, pad_id)], 1),
+                     torch.cat([self.logprobs, pad_to(other.logprobs, limit, 0.0)], 1),
+                     torch.cat([self.scores, other.scores], 1))
+
 
 def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Select beams: x (B, N, ...) and index (B, M) -> (B, M, ...)."""
@@ -64,10 +74,11 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
     is_finished = torch.zeros(batch, k, dtype=torch.bool, device=device)
     improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
 
+    scoring = _greedy(config)
     logits = stream.prefill()  # (B*K, V)
     for step in range(limit):
         generated = token_counts(running.tokens.view(batch * k, -1), vocab)
-        logprobs = process_logits(logits.float().log_softmax(-1), _greedy(config), prompt_counts + generated, generated)
+        logprobs = process_logits(logits.float().log_softmax(-1), scoring, prompt_counts + generated, generated)
         if step < config.min_new_tokens:
             logprobs = suppress(logprobs, stream.eos_ids)
         total = (logprobs.view(batch, k, vocab) + running.scores[..., None]).view(batch, k * vocab)
@@ -78,23 +89,17 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
                            torch.cat([gather(running.logprobs, origin), token_lp[..., None]], -1), top_scores)
         ends = torch.isin(token, eos) | (step + 1 == limit)  # (B, keep)
 
-        # the best K candidates that go on
-        going_on = (top_scores + ends.float() * NEG).topk(k, dim=-1).indices  # (B, K)
-        running = Beams(gather(candidates.tokens, going_on), gather(candidates.logprobs, going_on),
-                        gather(top_scores + ends.float() * NEG, going_on))
+        # the best K candidates that go on, and the best K finished hypotheses so far
+        alive_scores = top_scores + ends.float() * NEG
+        going_on = alive_scores.topk(k, dim=-1).indices  # (B, K)
+        running = Beams(candidates.tokens, candidates.logprobs, alive_scores).select(going_on)
         beam_origin = gather(origin, going_on)  # (B, K)
-
-        # the best K finished hypotheses so far
-        final = top_scores / float(step + 1) ** config.length_penalty
-        full = is_finished.all(-1, keepdim=True) & config.early_stopping
         just_ended = ends & in_top_k
-        final = final + (full | ~improvable).float() * NEG + (~just_ended).float() * NEG
-        merged_scores = torch.cat([finished.scores, final], dim=1)
-        best = merged_scores.topk(k, dim=-1).indices
-        finished = Beams(gather(torch.cat([finished.tokens, pad_to(candidates.tokens, limit, stream.pad_id)], 1), best),
-                         gather(torch.cat([finished.logprobs, pad_to(candidates.logprobs, limit, 0.0)], 1), best),
-                         gather(merged_scores, best))
-        is_finished = gather(torch.cat([is_finished, just_ended], 1), best)
+        closed = is_finished.all(-1, keepdim=True) & config.early_stopping | ~improvable  # (B, 1) nothing may join
+        final = top_scores / float(step + 1) ** config.length_penalty + (closed | ~just_ended).float() * NEG
+        merged = finished.join(Beams(candidates.tokens, candidates.logprobs, final), limit, stream.pad_id)
+        best = merged.scores.topk(k, dim=-1).indices
+        finished, is_finished = merged.select(best), gather(torch.cat([is_finished, just_ended], 1), best)
 
         best_running = running.scores[:, :1] / float(step + 1) ** config.length_penalty  # (B, 1)
         worst_finished = torch.where(is_finished, finished.scores.min(-1, keepdim=True).values, NEG)  # (B, K)
