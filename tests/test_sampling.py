@@ -91,6 +91,8 @@ def test_sampled_generation_same_seed_same_tokens():
     b = generate(model, prompt, None, GenerationConfig(seed=7, **config)).sequences
     c = generate(model, prompt, None, GenerationConfig(seed=8, **config)).sequences
     assert torch.equal(a, b) and not torch.equal(a, c)
+    several = generate(model, prompt, None, GenerationConfig(seed=7, num_return_sequences=3, **config)).sequences
+    assert several.shape == (6, 10) and not torch.equal(several[0], several[1])  # grouped by prompt
 
 
 @pytest.mark.parametrize("field, value", [

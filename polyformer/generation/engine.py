@@ -2,7 +2,7 @@
 
 `TokenStream` runs the decode loop one step at a time and yields each step's tokens, so the
 same loop serves `generate` (collect everything), streaming (forward each step) and the text
-layer in `text.py` (which finishes a row when it meets a stop string). Decoders take
+layer at the end of this module (which finishes a row when it meets a stop string). Decoders take
 left-padded batches: positions count only real tokens and the attention mask grows with each
 step, so every row decodes as if it were alone. Encoder–decoders run the encoder once and start
 every row from `decoder_start_token_id`. Rows finish independently (EOS, a stop string, or
@@ -170,12 +170,20 @@ def stream(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torc
 
 def generate(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              config: GenerationConfig | None = None) -> GenerationOutput:
-    """Generate for a (left-padded) batch; beam search when config.num_beams > 1."""
+    """Generate for a (left-padded) batch; beam search when config.num_beams > 1.
+
+    Rows come grouped by prompt, config.num_return_sequences per prompt (the best beams, or
+    independent samples).
+    """
     config = config or GenerationConfig()
     if config.num_beams > 1:
         from polyformer.generation.beam import beam_search  # beam builds on this module
 
         return beam_search(model, input_ids, attention_mask, config)
+    if config.num_return_sequences > 1:
+        input_ids = input_ids.repeat_interleave(config.num_return_sequences, 0)
+        if attention_mask is not None:
+            attention_mask = attention_mask.repeat_interleave(config.num_return_sequences, 0)
     token_stream = TokenStream(model, input_ids, attention_mask, config)
     return collect(token_stream, list(token_stream))
 
