@@ -256,3 +256,17 @@ def test_encoder_decoder_generation_matches_transformers(marian_pair, num_beams)
     result = generate(model, src, mask, GenerationConfig(**kwargs))
     assert strip_pad(expected, result.lengths) == ours_new_tokens(result)
     assert result.finish_reasons == ["stop"] * src.shape[0]  # EOS (0) reached before the limit
+
+
+def test_stream_yields_the_generated_tokens_and_min_new_tokens_holds_back_eos():
+    torch.manual_seed(0)
+    model = PolyformerModel(preset("gpt-tiny", vocab_size=64)).eval()
+    prompt = torch.randint(0, 64, (2, 4))
+    config = GenerationConfig(max_new_tokens=6)
+    streamed = torch.stack(list(stream(model, prompt, None, config)), dim=1)  # (B, steps)
+    assert torch.equal(streamed, generate(model, prompt, None, config).sequences)
+    eos = int(streamed[0, 0])  # what row 0 says first
+    assert generate(model, prompt[:1], None, GenerationConfig(max_new_tokens=6, eos_token_id=eos)).lengths == [1]
+    held = generate(model, prompt[:1], None, GenerationConfig(max_new_tokens=6, min_new_tokens=3, eos_token_id=eos))
+    assert held.lengths[0] >= 4
+    assert eos not in held.sequences[0, :3].tolist()
