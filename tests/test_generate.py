@@ -8,8 +8,17 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import polyformer as pf
+from polyformer.config import preset
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation import GenerationConfig, generate, stream
+from polyformer.generation.engine import (
+    TextStreamer,
+    cut_at_stop,
+    generate_text,
+    stream_text,
+)
+from polyformer.models import PolyformerModel
+from polyformer.tokenizers import train_bpe
 
 VOCAB = 97
 
@@ -85,11 +94,6 @@ def test_batched_greedy_matches_transformers(kind, tmp_path):
 
 # ---- text: stop strings and streaming ---------------------------------------------------------
 
-from polyformer.config import preset  # noqa: E402
-from polyformer.generation.engine import TextStreamer, cut_at_stop, generate_text, stream_text  # noqa: E402
-from polyformer.models import PolyformerModel  # noqa: E402
-from polyformer.tokenizers import train_bpe  # noqa: E402
-
 CORPUS = ["héllo wörld, café crème", "naïve façade déjà vu", "plain ascii words here", "more plain words and words"] * 3
 TEXT = "café 🎉 naïve 🦜 déjà vu STOP après 🎉"
 
@@ -132,7 +136,7 @@ def test_stream_text_equals_generate_text_and_stops_exactly(tokenizer):
     torch.manual_seed(0)
     model = PolyformerModel(preset("gpt-tiny", vocab_size=tokenizer.vocab_size)).eval()
     prompts = ["café crème", "plain words and"]
-    config = dict(max_new_tokens=16, eos_token_id=tokenizer.vocab_size - 1, temperature=1.0, seed=3)
+    config = {"max_new_tokens": 16, "eos_token_id": tokenizer.vocab_size - 1, "temperature": 1.0, "seed": 3}
     full = generate_text(model, tokenizer, prompts, GenerationConfig(**config))
     assert [c.finish_reason for c in full] == ["length", "length"]
     text = full[0].text
@@ -178,7 +182,7 @@ def test_beam_search_matches_transformers(gpt2_pair, early_stopping, eos):
     ref, model = gpt2_pair
     torch.manual_seed(5)
     ids = torch.randint(3, VOCAB, (1, 5))
-    kwargs = dict(num_beams=4, length_penalty=1.0, early_stopping=early_stopping, max_new_tokens=10)
+    kwargs = {"num_beams": 4, "length_penalty": 1.0, "early_stopping": early_stopping, "max_new_tokens": 10}
     with torch.no_grad():
         expected = ref.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pad_token_id=0, eos_token_id=eos,
                                 do_sample=False, num_return_sequences=4, **kwargs)[:, 5:].tolist()
@@ -248,7 +252,7 @@ def test_encoder_decoder_generation_matches_transformers(marian_pair, num_beams)
     src = src.masked_fill(mask == 0, MARIAN_PAD)
     if num_beams > 1:
         src, mask = src[:1], mask[:1]
-    kwargs = dict(num_beams=num_beams, max_new_tokens=10)
+    kwargs = {"num_beams": num_beams, "max_new_tokens": 10}
     if num_beams > 1:
         kwargs.update(length_penalty=1.0, early_stopping=True)
     with torch.no_grad():

@@ -11,8 +11,15 @@ from polyformer.config import preset
 from polyformer.errors import ConfigError
 from polyformer.generation import GenerationConfig, generate
 from polyformer.generation.sampling import (
-    add_logit_bias, choose_tokens, make_generator, min_p_filter, presence_frequency_penalty,
-    repetition_penalty, token_counts, top_k_filter, top_p_filter,
+    add_logit_bias,
+    choose_tokens,
+    make_generator,
+    min_p_filter,
+    presence_frequency_penalty,
+    repetition_penalty,
+    token_counts,
+    top_k_filter,
+    top_p_filter,
 )
 from polyformer.models import PolyformerModel
 
@@ -86,7 +93,7 @@ def test_sampled_generation_same_seed_same_tokens():
     torch.manual_seed(0)
     model = PolyformerModel(preset("gpt-tiny", vocab_size=64)).eval()
     prompt = torch.randint(0, 64, (2, 4))
-    config = dict(max_new_tokens=10, temperature=1.0, top_k=20, top_p=0.95)
+    config = {"max_new_tokens": 10, "temperature": 1.0, "top_k": 20, "top_p": 0.95}
     a = generate(model, prompt, None, GenerationConfig(seed=7, **config)).sequences
     b = generate(model, prompt, None, GenerationConfig(seed=7, **config)).sequences
     c = generate(model, prompt, None, GenerationConfig(seed=8, **config)).sequences

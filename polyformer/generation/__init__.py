@@ -1,7 +1,15 @@
 """Generation: sampling processors, batched and streamed decoding, beam search, text streaming."""
 
 from polyformer.generation.engine import (
-    GenerationOutput, Step, TextCompletion, TextStreamer, TokenStream, cut_at_stop, generate, generate_text, stream,
+    GenerationOutput,
+    Step,
+    TextCompletion,
+    TextStreamer,
+    TokenStream,
+    cut_at_stop,
+    generate,
+    generate_text,
+    stream,
     stream_text,
 )
 from polyformer.generation.greedy import greedy_tokens

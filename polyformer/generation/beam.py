@@ -16,7 +16,12 @@ from dataclasses import dataclass, replace
 import torch
 
 from polyformer.generation.engine import GenerationOutput, TokenStream
-from polyformer.generation.sampling import GenerationConfig, process_logits, suppress, token_counts
+from polyformer.generation.sampling import (
+    GenerationConfig,
+    process_logits,
+    suppress,
+    token_counts,
+)
 from polyformer.models import PolyformerModel
 
 NEG = -1.0e9  # "impossible" score, as a finite number so sums stay ordered

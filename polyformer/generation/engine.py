@@ -19,7 +19,12 @@ import torch
 from polyformer.core import KVCache
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation.sampling import (
-    GenerationConfig, choose_tokens, make_generator, process_logits, suppress, token_counts,
+    GenerationConfig,
+    choose_tokens,
+    make_generator,
+    process_logits,
+    suppress,
+    token_counts,
 )
 from polyformer.models import PolyformerModel
 

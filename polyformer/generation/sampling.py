@@ -9,6 +9,7 @@ a known distribution and reusable by the batched engine, beam search and the ser
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -79,7 +80,7 @@ class GenerationConfig:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _int_at_least(name: str, value: object, low: int) -> None:
