@@ -267,7 +267,11 @@ def test_stream_yields_the_generated_tokens_and_min_new_tokens_holds_back_eos():
     model = PolyformerModel(preset("gpt-tiny", vocab_size=64)).eval()
     prompt = torch.randint(0, 64, (2, 4))
     config = GenerationConfig(max_new_tokens=6)
-    streamed = torch.stack(list(stream(model, prompt, None, config)), dim=1)  # (B, steps)
+    steps = []
+    for tokens in stream(model, prompt, None, config):
+        assert not torch.is_inference_mode_enabled()  # the caller's code between steps is unaffected
+        steps.append(tokens)
+    streamed = torch.stack(steps, dim=1)  # (B, steps)
     assert torch.equal(streamed, generate(model, prompt, None, config).sequences)
     eos = int(streamed[0, 0])  # what row 0 says first
     assert generate(model, prompt[:1], None, GenerationConfig(max_new_tokens=6, eos_token_id=eos)).lengths == [1]

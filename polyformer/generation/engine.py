@@ -106,9 +106,9 @@ class TokenStream:
         self.done[row] = True
 
     def __iter__(self) -> Iterator[Step]:
-        with torch.inference_mode():
-            yield from self._steps()
+        return self._steps()
 
+    @torch.inference_mode()  # on a generator, torch enters the mode around each step only, not the caller's code
     def _steps(self) -> Iterator[Step]:
         config, vocab = self.config, self.model.config.vocab_size
         prompt_counts = token_counts(self.input_ids, vocab, self.mask)  # (B, V)
