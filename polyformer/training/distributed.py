@@ -96,6 +96,12 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> tuple[D
     return info, resolved
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op on one process)."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

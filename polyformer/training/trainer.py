@@ -411,7 +411,7 @@ class Trainer:
         if resume:
             logger.message(f"resumed at step {state.step}" if state.step else "no checkpoint to resume: starting from step 0")
         self.model.train()
-        timer, stop = _Timer(), False
+        timer, stop, finished = _Timer(), False, False
         try:
             while state.step < cfg.max_steps and not stop:
                 started = time.perf_counter()
@@ -440,8 +440,12 @@ class Trainer:
                     timer.reset()
             if stop:
                 logger.message(f"early stopping at step {state.step}: no improvement in {cfg.metric_for_best}")
+            finished = True
         finally:
             logger.close(state.history, plot=cfg.plot)
-            if owns_group:
+            if owns_group and finished:
+                # every rank waits for rank 0's last checkpoint before the group goes away; after an
+                # error the group is left to the launcher (tearing it down could block or abort peers)
+                dist.barrier(self.info)
                 dist.shutdown()
         return state.history
