@@ -10,6 +10,7 @@ Shapes: nanoGPT's shakespeare-char config (GPT-2 block, 4 layers, 128 dims, B12 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ SHAPES = [
 ]
 
 
-def _hf_model(shape: TrainShape) -> torch.nn.Module:
+def hf_model(shape: TrainShape) -> torch.nn.Module:
     import transformers
 
     zero_dropout = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0) if shape.family == "gpt2" else dict(
@@ -47,12 +48,22 @@ def _hf_model(shape: TrainShape) -> torch.nn.Module:
     return transformers.BertForMaskedLM(transformers.BertConfig(**shape.hf_config, **zero_dropout))
 
 
-def _step_fn(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, polyformer: bool):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+def step_fn(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, polyformer: bool,
+            dtype: torch.dtype | None = None, forward: torch.nn.Module | None = None):
+    """One training step as a closure: forward (under autocast when `dtype` is given), loss, backward, AdamW.
+
+    `forward` is the module to call (e.g. a compiled wrapper of `model`); the optimizer always
+    holds `model`'s parameters. On CUDA the optimizer is the fused AdamW.
+    """
+    fused = ids.device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused, foreach=None if fused else True)
+    run = forward or model
+    autocast = torch.autocast(ids.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def step() -> None:
-        out = model(ids) if polyformer else model(input_ids=ids)
-        loss = F.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        with autocast:
+            out = run(ids) if polyformer else run(input_ids=ids)
+            loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -60,7 +71,7 @@ def _step_fn(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, po
     return step
 
 
-def _batch(shape: TrainShape, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(shape: TrainShape, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (shape.batch, shape.length + 1), generator=generator)
     if shape.family == "gpt2":
@@ -74,13 +85,13 @@ def run_shape(shape: TrainShape, repeats: int) -> dict:
     import polyformer as pf
 
     torch.manual_seed(0)
-    reference = _hf_model(shape).train()
+    reference = hf_model(shape).train()
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(Path(tmp))
         ours = pf.load(tmp).train()
-    ids, labels = _batch(shape, shape.hf_config["vocab_size"])
+    ids, labels = random_batch(shape, shape.hf_config["vocab_size"])
     timings = time_alternating(
-        {"polyformer": _step_fn(ours, ids, labels, True), "transformers": _step_fn(reference, ids, labels, False)},
+        {"polyformer": step_fn(ours, ids, labels, True), "transformers": step_fn(reference, ids, labels, False)},
         repeats=repeats, warmup=2,
     )
     tokens = shape.batch * shape.length
