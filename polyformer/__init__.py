@@ -20,6 +20,7 @@ _LAZY = {
     "load_tokenizer": "polyformer.tokenizers",
     "Tokenizer": "polyformer.tokenizers",
     "SentenceEncoder": "polyformer.embeddings",
+    "pipeline": "polyformer.pipelines",
 }
 
 

@@ -28,6 +28,9 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.pretrain",
     "polyformer.cli.plot",
     "polyformer.cli.tokenizer",
+    "polyformer.cli.finetune",
+    "polyformer.cli.evaluate",
+    "polyformer.cli.predict",
 ]
 
 app = typer.Typer(

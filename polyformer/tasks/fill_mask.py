@@ -47,3 +47,11 @@ def fill_mask(model: PolyformerModel, tokenizer, text: str, top_k: int = 5) -> l
             ))
         results.append(row)
     return results
+
+
+def fill_mask_rows(model: PolyformerModel, tokenizer, texts, top_k: int = 5):
+    """JSON-ready predictions, one dict per text: `{"text", "masks": [[{token, token_id, score, sequence}, ...], ...]}`."""
+    from dataclasses import asdict
+
+    for text in texts:
+        yield {"text": text, "masks": [[asdict(p) for p in row] for row in fill_mask(model, tokenizer, text, top_k)]}

@@ -1,0 +1,89 @@
+"""Models for the tasks: load any checkpoint with its tokenizer, give it a task head, check heads.
+
+`load_pretrained` reads what `pf.load` reads — a catalog name, a Hugging Face or
+sentence-transformers folder, a GGUF file, a native folder — and also a polyformer run directory
+(pretraining or fine-tuning), whose `model/` folder holds the weights and the tokenizer.
+
+`with_head` gives a model a fresh task head on the same body, whatever its form and whatever head
+it had (an LM, MLM, NSP or another task's): the body's weights are copied, the head starts from
+its initialisation. How sequence heads pool (`classifier_pooling`) follows the form unless asked:
+BERT-style encoders read [CLS] (through BERT's pooler when the checkpoint has one), decoders the
+last real token (padding-side aware), encoder–decoders the decoder's last token. Token and span
+heads read every token, so BERT's pooler is dropped for them (as in transformers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polyformer.config import POOLINGS
+from polyformer.errors import ConfigError
+from polyformer.io.loader import load, resolve
+from polyformer.models import PolyformerModel
+from polyformer.tokenizers import Tokenizer, load_tokenizer
+
+DEFAULT_POOLING = {"encoder": "cls", "decoder": "last", "encoder-decoder": "last"}
+TASK_HEADS = ("sequence-classification", "token-classification", "question-answering")
+_HEAD_TASKS = {"sequence-classification": "classify (or pair)", "token-classification": "ner", "question-answering": "qa"}
+
+
+def model_location(spec: str | Path) -> Path:
+    """The checkpoint a model spec names; a run directory stands for its `model/` folder."""
+    path = resolve(spec)
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        return path / "model"
+    return path
+
+
+def load_pretrained(spec: str | Path) -> tuple[PolyformerModel, Tokenizer, Path]:
+    """(model, tokenizer, where it was found) for a model spec."""
+    location = model_location(spec)
+    model = load(location)
+    return model, load_tokenizer(location), location
+
+
+def with_head(
+    model: PolyformerModel,
+    head: str,
+    labels: list[str] | None = None,
+    num_labels: int | None = None,
+    pooling: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> PolyformerModel:
+    """The same body with a fresh `head` (sequence / token classification or QA spans)."""
+    if head not in TASK_HEADS:
+        raise ConfigError(f"head={head!r} is not one of {', '.join(TASK_HEADS)}")
+    config = model.config
+    chosen = pooling or DEFAULT_POOLING[config.arch]
+    if chosen not in POOLINGS:
+        raise ConfigError(f"pooling={chosen!r} is not one of {', '.join(POOLINGS)}")
+    count = len(labels) if labels is not None else (num_labels or 2)
+    keep_pooler = config.pooler and head == "sequence-classification"
+    new_config = config.replace(
+        head=head, num_labels=count if head != "question-answering" else config.num_labels,
+        labels=labels if head != "question-answering" else None,
+        classifier_pooling=chosen, pooler=keep_pooler, extra={**config.extra, **(extra or {})},
+    )
+    fresh = PolyformerModel(new_config)
+    body = {name: tensor for name, tensor in model.state_dict().items()
+            if not name.startswith(("head.", "nsp.")) and (keep_pooler or not name.startswith("pooler."))}
+    missing, unexpected = fresh.load_state_dict(body, strict=False)
+    left = [name for name in missing if not name.startswith("head.")]
+    if left or unexpected:
+        raise ConfigError(f"cannot move the body onto a {head} head: missing {left[:3]}, unexpected {unexpected[:3]}")
+    return fresh.to(device=model.device, dtype=model.dtype).train(model.training)
+
+
+def require_head(model: PolyformerModel, head: str, where: str, prompt_hint: bool = False) -> None:
+    """ConfigError telling how to get a model with `head` when `model` has another one."""
+    if model.config.head == head:
+        return
+    task = _HEAD_TASKS[head].split(" ")[0]
+    hint = ""
+    if prompt_hint and model.config.head == "lm":
+        hint = "; or classify with this decoder's LM head by prompting: add --prompt (and --shots K)"
+    raise ConfigError(
+        f"{where} has head={model.config.head!r}, not a {head} head; fine-tune one first: "
+        f"polyformer finetune --task {task} --model {where} --data DATA --out DIR{hint}"
+    )

@@ -1,0 +1,275 @@
+"""Fine-tune, evaluate and predict with any task recipe — what the CLI verbs and pipelines call.
+
+    result = finetune(FinetuneSpec(task="classify", model="all-MiniLM-L6-v2", data="rotten_tomatoes", out="runs/rt"))
+    evaluation = evaluate("classify", "runs/rt", "rotten_tomatoes", split="test")
+    rows = predict("classify", "runs/rt", ["A gripping thriller.", "A dull comedy."])
+
+Fine-tuning is the one trainer (`polyformer.training.Trainer`) with the task's objective, an
+`ExampleSource` over the encoded train split and, as its `evaluate` hook, the task's own metric
+on the dev split: the best checkpoint is the one with the best dev metric (accuracy, entity F1,
+Spearman, SQuAD F1), and training stops early after `patience` evaluations without improvement.
+Learning rate: linear warmup over `warmup_ratio` of the steps, then linear decay (BERT's
+recipe); AdamW with betas (0.9, 0.999) and decoupled weight decay (not on biases, norms and
+embeddings).
+
+The run directory holds the trainer's files (run.yaml, metrics.csv, plot.png, checkpoints/)
+plus `finetune.yaml` (this spec), `dev_metrics.json` (the best evaluation) and `model/`: the best
+weights as a native folder with the tokenizer beside them, labels in its config (`labels`) and
+the task settings in `extra` — `pf.load(RUN_DIR/model)`; `pf.save(model, d, format="hf")` for
+transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from polyformer.config import dataclass_from_dict
+from polyformer.errors import ConfigError, DataError
+from polyformer.io.loader import save
+from polyformer.io.native import load_native
+from polyformer.models import PolyformerModel
+from polyformer.tasks.base import Evaluation, Task, TaskOptions, report_truncation
+from polyformer.tasks.batches import ExampleSource
+from polyformer.tasks.datasets import Columns
+from polyformer.tasks.encoding import TaskTokenizer
+from polyformer.tasks.models import load_pretrained, require_head, with_head
+from polyformer.tokenizers import Tokenizer
+from polyformer.training.checkpoint import BEST, CHECKPOINTS
+from polyformer.training.trainer import TrainConfig, Trainer
+
+SPEC_FILE = "finetune.yaml"
+TASK_NAMES = ("classify", "ner", "pair", "qa")
+PREDICT_CHUNK = 256  # inputs per prediction round, so output streams for long inputs
+
+
+def get_task(name: str) -> Task:
+    """The recipe of a task name."""
+    if name == "classify":
+        from polyformer.tasks.classify import CLASSIFY as task
+    elif name == "pair":
+        from polyformer.tasks.pair import PAIR as task
+    elif name == "ner":
+        from polyformer.tasks.ner import NER as task
+    elif name == "qa":
+        from polyformer.tasks.qa import QA as task
+    else:
+        raise ConfigError(f"task={name!r} is not one of {', '.join(TASK_NAMES)} (fill-mask needs no fine-tuning: "
+                          "polyformer predict --task fill-mask)")
+    return task  # type: ignore[return-value]
+
+
+@dataclass
+class FinetuneSpec:
+    """A fine-tuning run; every field is an option of `polyformer finetune` (and a YAML key)."""
+
+    task: str
+    model: str
+    data: str
+    out: str
+    dev_data: str | None = None  # default: the dev split of `data`
+    pooling: str | None = None  # sequence heads: cls | mean | max | last (default by architecture)
+    max_length: int | None = None  # tokens per input; default: the task's (128, QA 384)
+    batch_size: int = 32
+    micro_batches: int = 1
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    eval_every: int | None = None  # default: once per epoch
+    patience: int | None = 3  # evaluations without improvement before stopping; None: never stop early
+    dev_limit: int | None = None  # evaluate on the first N dev examples only (quick runs)
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    regression: bool | None = None
+    stride: int | None = None  # qa: default max_length // 3
+    columns: dict[str, str] = field(default_factory=dict)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        for name in ("batch_size", "micro_batches"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.max_steps is None and not self.epochs > 0:
+            raise ConfigError(f"epochs must be positive, got {self.epochs!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+
+    def options(self) -> TaskOptions:
+        return task_options(self.columns, max_length=self.max_length, batch_size=self.batch_size,
+                            regression=self.regression, stride=self.stride, device=self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> "FinetuneSpec":
+        return dataclass_from_dict(cls, data, source)
+
+
+def task_options(columns: dict[str, str] | None = None, **settings: Any) -> TaskOptions:
+    """TaskOptions with the column names given as a mapping (unknown names are an error)."""
+    try:
+        cols = Columns(**(columns or {}))
+    except TypeError:
+        known = ", ".join(f.name for f in dataclasses.fields(Columns))
+        raise ConfigError(f"columns: unknown field in {sorted(columns or {})}; known: {known}") from None
+    return TaskOptions(columns=cols, **settings)
+
+
+def read_spec(path: str | Path, overrides: dict[str, Any]) -> FinetuneSpec:
+    """A spec from a YAML file, with command-line values on top."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: run config not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    return FinetuneSpec.from_dict({**data, **overrides}, str(path))
+
+
+def max_length_for(task: Task, model: PolyformerModel, requested: int | None) -> int:
+    """Tokens per input: the request, else the model's fine-tuning setting or the task default; within positions."""
+    length = requested or model.config.extra.get("max_length") or task.default_max_length
+    return min(int(length), model.config.max_positions)
+
+
+# ---- fine-tuning ------------------------------------------------------------------------------
+@dataclass
+class FinetuneResult:
+    model_dir: Path
+    metrics: dict[str, float]  # dev metrics of the kept (best) weights
+    history: list[dict[str, Any]]
+
+
+def finetune(spec: FinetuneSpec) -> FinetuneResult:
+    """Fine-tune `spec.model` on `spec.data` for `spec.task`; the best dev weights end in OUT/model."""
+    task, options, out = get_task(spec.task), spec.options(), Path(spec.out)
+    if (out / SPEC_FILE).exists():
+        raise ConfigError(f"{out}: already holds a fine-tuning run; choose another --out")
+    model, tokenizer, _ = load_pretrained(spec.model)
+    train = task.load(spec.data, "train", options)
+    dev = task.load(spec.dev_data, "all", options) if spec.dev_data else task.load(spec.data, "dev", options)
+    dev = dev[: spec.dev_limit] if spec.dev_limit else dev
+    max_length = max_length_for(task, model, spec.max_length)
+    settings = task.head_settings(train, options)
+    settings["extra"] = {**settings.get("extra", {}), "task": spec.task, "max_length": max_length}
+    torch.manual_seed(spec.seed)  # the fresh head's initialisation
+    model = with_head(model, task.head(options), pooling=spec.pooling, **settings)
+    task.check(dev, model, f"the training data ({spec.data})")
+    encoder = TaskTokenizer(tokenizer, max_length)
+    features, cut = task.features(train, encoder, model, options)
+    report_truncation(cut, len(train), max_length, "training inputs")
+    source = ExampleSource(features, spec.batch_size, spec.seed, encoder.pad_id, model.config.arch, spec.micro_batches)
+    config = _train_config(spec, source.steps_per_epoch(), task.best_metric(model))
+
+    def on_dev(current: PolyformerModel) -> dict[str, float]:
+        return task.evaluate(current, encoder, dev, options).metrics
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SPEC_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    run_info = {"finetune": {k: v for k, v in spec.to_dict().items() if k not in ("out", "progress", "device")}}
+    trainer = Trainer(model, task.objective(model), source, config, evaluate=on_dev, run_info=run_info)
+    history = trainer.train()
+    best_dir = out / CHECKPOINTS / BEST
+    final = load_native(best_dir) if (best_dir / "model.safetensors").is_file() else trainer.model.cpu().eval()
+    metrics = _best_metrics(best_dir, history)
+    save(final, out / "model")
+    tokenizer.save(out / "model")
+    (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return FinetuneResult(out / "model", metrics, history)
+
+
+def _train_config(spec: FinetuneSpec, steps_per_epoch: int, metric: str) -> TrainConfig:
+    max_steps = spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
+    return TrainConfig(
+        max_steps=max_steps, micro_batches=spec.micro_batches, lr=spec.lr, min_lr=0.0,
+        warmup_steps=int(spec.warmup_ratio * max_steps), schedule="linear", weight_decay=spec.weight_decay,
+        betas=(0.9, 0.999), grad_clip=1.0, dtype=spec.dtype, eval_every=min(spec.eval_every or steps_per_epoch, max_steps),
+        eval_batches=0, save_every=0, keep_last=1, seed=spec.seed, out_dir=spec.out, device=spec.device,
+        metric_for_best=f"eval_{metric}", greater_is_better=True, early_stopping_patience=spec.patience,
+        progress=spec.progress,
+    )
+
+
+def _best_metrics(best_dir: Path, history: list[dict[str, Any]]) -> dict[str, float]:
+    if (best_dir / "metrics.json").is_file():
+        return json.loads((best_dir / "metrics.json").read_text())
+    evaluated = [row for row in history if any(key.startswith("eval_") for key in row)]
+    return evaluated[-1] if evaluated else {}
+
+
+# ---- evaluation and prediction ----------------------------------------------------------------
+def load_for_task(task: Task, model: str | Path | PolyformerModel, tokenizer: Tokenizer | None,
+                  options: TaskOptions) -> tuple[PolyformerModel, TaskTokenizer]:
+    """A fine-tuned model with the task's head, and the tokenizer that feeds it; clear errors otherwise."""
+    if isinstance(model, PolyformerModel):
+        if tokenizer is None:
+            raise ConfigError("pass the tokenizer with a model object (tokenizer=pf.load_tokenizer(path))")
+        loaded, where = model, "the model"
+    else:
+        loaded, tokenizer, _ = load_pretrained(model)
+        where = str(model)
+    require_head(loaded, task.head(options, loaded), where, prompt_hint=task.name == "classify")
+    loaded = loaded.to(inference_device(options.device)).eval()
+    return loaded, TaskTokenizer(tokenizer, max_length_for(task, loaded, options.max_length))
+
+
+def inference_device(device: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU."""
+    from polyformer.training.distributed import env_info, resolve_device
+
+    return resolve_device(device, env_info())
+
+
+def default_split(task: Task, data: str) -> str:
+    """Built-in data is evaluated on its test split; a user's file is used whole."""
+    return "test" if data == task.builtin else "all"
+
+
+def evaluate(task_name: str, model: str | Path | PolyformerModel, data: str, split: str | None = None,
+             options: TaskOptions | None = None, tokenizer: Tokenizer | None = None) -> Evaluation:
+    """Metrics of a fine-tuned model on a split of labelled data (unknown labels are an error)."""
+    task, options = get_task(task_name), options or TaskOptions()
+    loaded, encoder = load_for_task(task, model, tokenizer, options)
+    examples = task.load(data, split or default_split(task, data), options)
+    task.check(examples, loaded, f"the model ({model if not isinstance(model, PolyformerModel) else 'given'})")
+    return task.evaluate(loaded, encoder, examples, options)
+
+
+def located(items: Iterable[Any], source: str = "input") -> Iterator[tuple[str, Any]]:
+    """(where, item) for raw inputs given in Python: `input[0]`, `input[1]`, ..."""
+    return ((f"{source}[{index}]", item) for index, item in enumerate(items))
+
+
+def predict(task_name: str, model: str | Path | PolyformerModel, inputs: Iterable[Any],
+            options: TaskOptions | None = None, tokenizer: Tokenizer | None = None) -> Iterator[dict[str, Any]]:
+    """Predictions for each input (strings or records), streamed in chunks."""
+    task, options = get_task(task_name), options or TaskOptions()
+    loaded, encoder = load_for_task(task, model, tokenizer, options)
+    yield from predict_with(task, loaded, encoder, located(inputs), options)
+
+
+def predict_with(task: Task, model: PolyformerModel, encoder: TaskTokenizer, inputs: Iterable[tuple[str, Any]],
+                 options: TaskOptions) -> Iterator[dict[str, Any]]:
+    """Predictions of a loaded model for (where, raw item) inputs, PREDICT_CHUNK at a time."""
+    chunk: list[Any] = []
+    for where, item in inputs:
+        chunk.append(task.parse_input(item, where, options))
+        if len(chunk) == PREDICT_CHUNK:
+            yield from task.predict(model, encoder, chunk, options)
+            chunk = []
+    if chunk:
+        yield from task.predict(model, encoder, chunk, options)
