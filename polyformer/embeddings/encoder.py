@@ -10,8 +10,14 @@ Llama, a GGUF file) defaults to last-token pooling, the token that has seen the 
 
 Batching is what makes encoding fast on a CPU: all texts are tokenized in one call (the Rust
 tokenizer runs in parallel), sorted by token count so every batch pads only to the length of its
-own longest text, run under `torch.inference_mode`, and put back in input order. The model's head
-(an LM or MLM projection over the vocabulary) is skipped: only the body's hidden states are used.
+own longest text, run under `torch.inference_mode`, and put back in input order. With
+`max_tokens` a batch holds as many texts as fit that many padded tokens, so short texts go in
+large batches and long ones in small batches of the same cost. The model's head (an LM or MLM
+projection over the vocabulary) is skipped: only the body's hidden states are used.
+
+Precision: `dtype="bfloat16"` (or "float16") on a GPU runs the whole model in that type; on a CPU
+"bfloat16" and "int8" convert the linear layers with `polyformer.precision.apply_precision` while
+norms, attention and pooling stay in float32. Vectors are always returned as float32.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 ConvertTo = Literal["numpy", "torch"]
 _NO_LIMIT = 1_000_000  # tokenizers report "no maximum" as a huge number
+PROGRESS_MIN_TEXTS = 1000  # with show_progress=None, a bar appears (on a terminal) from this many texts
+DTYPES = ("float32", "bfloat16", "float16", "int8")
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -57,6 +66,7 @@ class SentenceEncoder:
     max_seq_length: int | None = None  # tokens per text (specials included); longer texts are truncated
     do_lower_case: bool = False
     last_truncated: int = field(default=0, init=False)  # texts truncated by the latest encode()
+    dtype: str = field(default="float32", init=False)  # the precision set by to(); see DTYPES
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLING_MODES:
@@ -67,17 +77,23 @@ class SentenceEncoder:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def load(
-        cls, path_or_name: str | Path, *, pooling: str | None = None, max_seq_length: int | None = None
+        cls,
+        path_or_name: str | Path,
+        *,
+        pooling: str | None = None,
+        max_seq_length: int | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
     ) -> SentenceEncoder:
         """An encoder from a sentence-transformers folder, any model folder / GGUF file, or a catalog name.
 
         `pooling` and `max_seq_length` override what the folder says (or the defaults: mean pooling
-        for encoders, last-token pooling for decoders).
+        for encoders, last-token pooling for decoders). `device` and `dtype` are passed to `to()`.
         """
         path = resolve(path_or_name)
         if path.is_dir() and is_sentence_transformers_folder(path):
             folder = read_folder(path)
-            return cls(
+            encoder = cls(
                 model=load_hf(folder.transformer),  # a Transformer module is always in HF layout
                 tokenizer=load_tokenizer(folder.transformer),
                 pooling=pooling or folder.pooling,
@@ -85,9 +101,39 @@ class SentenceEncoder:
                 max_seq_length=max_seq_length or folder.max_seq_length,
                 do_lower_case=folder.do_lower_case,
             )
-        model = load_model(path)
-        default = "last" if model.config.arch == "decoder" else "mean"
-        return cls(model, load_tokenizer(path), pooling=pooling or default, max_seq_length=max_seq_length)
+        else:
+            model = load_model(path)
+            default = "last" if model.config.arch == "decoder" else "mean"
+            encoder = cls(model, load_tokenizer(path), pooling=pooling or default, max_seq_length=max_seq_length)
+        return encoder.to(device, dtype)
+
+    def to(self, device: str | torch.device | None = None, dtype: str | None = None) -> SentenceEncoder:
+        """Move the model ('auto' picks CUDA when present) and/or set its precision; returns self.
+
+        dtype: "float32"; "bfloat16" / "float16" on a GPU (the whole model); "bfloat16" / "int8"
+        on a CPU (linear layers only, through `polyformer.precision.apply_precision`). A reduced
+        precision is not undone: load the encoder again for float32.
+        """
+        if device is not None:
+            from polyformer.training.distributed import DistInfo, resolve_device
+
+            self.model.to(resolve_device(str(device), DistInfo()))
+        if dtype is None or dtype == self.dtype:
+            return self
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.dtype != "float32":
+            raise ConfigError(f"the encoder already runs in {self.dtype}; load it again to change precision")
+        if self.model.device.type == "cuda" and dtype in _TORCH_DTYPES:
+            self.model.to(_TORCH_DTYPES[dtype])
+        elif dtype in ("bfloat16", "int8"):
+            from polyformer.precision import apply_precision
+
+            apply_precision(self.model, dtype)
+        elif dtype != "float32":
+            raise ConfigError(f"dtype={dtype!r} needs a GPU; on a CPU use float32, bfloat16 or int8")
+        self.dtype = dtype
+        return self
 
     @property
     def dimension(self) -> int:
@@ -101,39 +147,41 @@ class SentenceEncoder:
         normalize: bool = True,
         convert_to: ConvertTo = "numpy",
         show_progress: bool | None = None,
+        max_tokens: int | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Texts → (N, D) float32 embeddings, row i for texts[i].
 
-        Texts longer than `max_seq_length` tokens are truncated; how many were is logged as a
-        warning and kept in `last_truncated`. `show_progress=None` shows a bar on a terminal when
-        there is more than one batch.
+        Batches hold `batch_size` texts, or with `max_tokens` as many as fit that many padded
+        tokens (at least one). Texts longer than `max_seq_length` tokens are truncated; how many
+        were is logged as a warning and kept in `last_truncated`. `show_progress=None` shows a bar
+        on a terminal from PROGRESS_MIN_TEXTS texts on.
         """
         texts = _checked_texts(texts)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise DataError(f"{name} must be a positive integer, got {value!r}")
         if convert_to not in ("numpy", "torch"):
             raise DataError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
-        ids = self._tokenize(texts)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first, as batches
+        ids = self.token_ids(texts)
         out = torch.empty(len(ids), self.dimension, dtype=torch.float32)
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = plan_batches([len(row) for row in ids], batch_size, max_tokens)
         with torch.inference_mode():
-            for rows in _progress(batches, show_progress):
-                input_ids, mask = _pad([ids[i] for i in rows], self._pad_id(), self.model.device)
-                vectors = pool(self._hidden_states(input_ids, mask), mask, self.pooling)  # (B, D)
-                if normalize:
-                    vectors = F.normalize(vectors, dim=-1)
+            for rows in _progress(batches, show_progress, len(texts)):
+                input_ids, mask = pad_ids([ids[i] for i in rows], self.pad_id, self.model.device)
+                vectors = embed(self.model, input_ids, mask, self.pooling, normalize)  # (B, D)
                 out[rows] = vectors.float().cpu()
         return out if convert_to == "torch" else out.numpy()
 
-    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+    def token_ids(self, texts: list[str], report_truncation: bool = True) -> list[list[int]]:
         """Token ids per text, truncated to max_seq_length; counts and reports the truncations."""
         if self.do_lower_case:
             texts = [text.lower() for text in texts]
         batch = self.tokenizer(texts, padding=False, truncation=True, max_length=self.max_seq_length, return_tensors=None)
         # a text with no tokens at all (an empty string, for tokenizers that add no specials) is
         # encoded as the lone padding token, so attention always has a key to look at
-        ids: list[list[int]] = [row or [self._pad_id()] for row in batch["input_ids"]]
+        ids: list[list[int]] = [row or [self.pad_id] for row in batch["input_ids"]]
+        if not report_truncation:
+            return ids
         # only texts that filled the limit can have been cut; tokenize those again, untruncated
         at_limit = [texts[i] for i, row in enumerate(ids) if len(row) >= self.max_seq_length]
         full = self.tokenizer(at_limit, padding=False, truncation=False, return_tensors=None)["input_ids"] if at_limit else []
@@ -145,16 +193,10 @@ class SentenceEncoder:
             )
         return ids
 
-    def _pad_id(self) -> int:
+    @property
+    def pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return pad if pad is not None else 0  # padded positions are masked out; any valid id works
-
-    def _hidden_states(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids → (B, T, D) last hidden states of the body, skipping any head."""
-        body = self.model.body
-        if self.model.config.arch == "encoder-decoder":
-            return body.encode(input_ids, mask)
-        return body(input_ids, attention_mask=mask)
 
     # ---- saving ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -198,7 +240,39 @@ def _length_limit(model: PolyformerModel, tokenizer: Tokenizer, requested: int |
     return limit
 
 
-def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def hidden_states(model: PolyformerModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) ids → (B, T, D) last hidden states of the body, skipping any head."""
+    if model.config.arch == "encoder-decoder":
+        return model.body.encode(input_ids, mask)
+    return model.body(input_ids, attention_mask=mask)
+
+
+def embed(model: PolyformerModel, input_ids: torch.Tensor, mask: torch.Tensor, pooling: str, normalize: bool = True) -> torch.Tensor:
+    """(B, T) ids and mask → (B, D) pooled (and unit-length) sentence vectors."""
+    vectors = pool(hidden_states(model, input_ids, mask), mask, pooling)
+    return F.normalize(vectors, dim=-1) if normalize else vectors
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices grouped into batches, longest texts first.
+
+    Each batch holds `batch_size` indices, or with `max_tokens` as many as keep
+    rows × (longest length in the batch) within the budget (at least one).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if max_tokens is None:
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        longest = max(1, lengths[order[start]])  # sorted: the first row is the longest of its batch
+        rows = max(1, max_tokens // longest)
+        batches.append(order[start:start + rows])
+        start += rows
+    return batches
+
+
+def pad_ids(rows: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists to the longest: input_ids, attention_mask, both (B, T) int64."""
     length = max(1, max(len(row) for row in rows))
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
@@ -209,9 +283,9 @@ def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torc
     return input_ids.to(device), mask.to(device)
 
 
-def _progress(batches: list[list[int]], show: bool | None) -> Iterable[list[int]]:
+def _progress(batches: list[list[int]], show: bool | None, texts: int) -> Iterable[list[int]]:
     if show is None:
-        show = len(batches) > 1 and sys.stderr.isatty()
+        show = len(batches) > 1 and texts >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
     if not show:
         return batches
     from rich.progress import track
@@ -219,4 +293,4 @@ def _progress(batches: list[list[int]], show: bool | None) -> Iterable[list[int]
     return track(batches, description="Encoding", transient=True)
 
 
-__all__ = ["SentenceEncoder"]
+__all__ = ["SentenceEncoder", "embed", "hidden_states", "pad_ids", "plan_batches"]
