@@ -26,7 +26,7 @@ def finetune(
     model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or pretraining run directory."),
     data: Optional[str] = typer.Option(None, "--data", help="Built-in data (classify: rotten_tomatoes, ner: wnut16, pair: shakespeare, qa: shakespeare-qa) or a file (csv / jsonl; ner: CoNLL / jsonl; qa: SQuAD JSON)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
-    dev_data: Optional[str] = typer.Option(None, "--dev-data", help="Dev file (default: the dev split of --data)."),
+    dev_data: Optional[str] = typer.Option(None, "--dev-data", help="Dev file; all of --data then trains (default: --data's train and dev splits)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (fields of `polyformer finetune`); options override it."),
     pooling: Optional[str] = typer.Option(None, "--pooling", help="Sequence heads: cls | mean | max | last (default: cls for encoders, last for decoders)."),
     max_length: Optional[int] = shared.MAX_LENGTH,

@@ -14,6 +14,7 @@ types for BERT). Metrics: accuracy, macro-F1 and the confusion matrix; Pearson /
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,10 +50,15 @@ def is_regression(model: PolyformerModel) -> bool:
     return model.config.extra.get("problem_type") == REGRESSION
 
 
+@functools.lru_cache(maxsize=1)
+def _rotten_tomatoes() -> tuple[TextExample, ...]:
+    return tuple(TextExample(row["text"], label=row["label"], where=f"rotten_tomatoes[{i}]")
+                 for i, row in enumerate(read_rotten_tomatoes()))
+
+
 def rotten_tomatoes(split: str) -> list[TextExample]:
     """The built-in sentiment data: one split of Rotten Tomatoes, stratified by label."""
-    examples = [TextExample(row["text"], label=row["label"], where=f"rotten_tomatoes[{i}]")
-                for i, row in enumerate(read_rotten_tomatoes())]
+    examples = _rotten_tomatoes()
     return datasets.take_split(examples, split, [e.label or "" for e in examples], source="rotten_tomatoes")
 
 

@@ -75,7 +75,7 @@ class FinetuneSpec:
     model: str
     data: str
     out: str
-    dev_data: str | None = None  # default: the dev split of `data`
+    dev_data: str | None = None  # a dev file (then all of `data` trains); default: the splits of `data`
     pooling: str | None = None  # sequence heads: cls | mean | max | last (default by architecture)
     max_length: int | None = None  # tokens per input; default: the task's (128, QA 384)
     batch_size: int = 32
@@ -160,8 +160,11 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
     if (out / SPEC_FILE).exists():
         raise ConfigError(f"{out}: already holds a fine-tuning run; choose another --out")
     model, tokenizer, _ = load_pretrained(spec.model)
-    train = task.load(spec.data, "train", options)
-    dev = task.load(spec.dev_data, "all", options) if spec.dev_data else task.load(spec.data, "dev", options)
+    if spec.dev_data:  # a dev file of its own: train on all of a --data file (on built-in data, its train split)
+        train = task.load(spec.data, "train" if spec.data == task.builtin else "all", options)
+        dev = task.load(spec.dev_data, "all", options)
+    else:
+        train, dev = task.load(spec.data, "train", options), task.load(spec.data, "dev", options)
     dev = dev[: spec.dev_limit] if spec.dev_limit else dev
     max_length = max_length_for(task, model, spec.max_length)
     settings = task.head_settings(train, options)
