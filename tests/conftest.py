@@ -79,3 +79,22 @@ def rotten_tomatoes_rows(catalog_path: CatalogPath) -> list[dict[str, str]]:
 def wnut16_sentences(catalog_path: CatalogPath) -> list[tuple[list[str], list[str]]]:
     """WNUT-16 sentences as (tokens, BIO tags)."""
     return readers.read_wnut16(catalog_path("wnut16"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_encoder_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """A tiny random BERT with MiniLM's tokenizer (hidden 32, mean pooling, normalised), saved as a
+    sentence-transformers folder: fast enough to encode thousands of texts in a test."""
+    import torch
+
+    from polyformer.config import preset
+    from polyformer.embeddings import SentenceEncoder
+    from polyformer.models import PolyformerModel
+    from polyformer.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(minilm_dir)
+    torch.manual_seed(0)
+    config = preset("bert-tiny", vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=1, num_heads=2,
+                    intermediate_size=64, max_positions=64)
+    encoder = SentenceEncoder(PolyformerModel(config), tokenizer, pooling="mean", max_seq_length=64)
+    return encoder.save(tmp_path_factory.mktemp("tiny-encoder") / "tiny")

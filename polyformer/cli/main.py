@@ -31,6 +31,12 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.finetune",
     "polyformer.cli.evaluate",
     "polyformer.cli.predict",
+    "polyformer.cli.embed",
+    "polyformer.cli.embed_train",
+    "polyformer.cli.embed_eval",
+    "polyformer.cli.index",
+    "polyformer.cli.search",
+    "polyformer.cli.cluster",
 ]
 
 app = typer.Typer(
