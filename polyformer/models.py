@@ -161,6 +161,24 @@ class PolyformerModel(nn.Module):
         self._apply_head(out, attention_mask)
         return out
 
+    # ---- generation ----------------------------------------------------------------------
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, config=None, *,
+                 stream: bool = False, **options):
+        """New tokens for a left-padded batch of prompts (B, T); for encoder–decoders, the sources.
+
+        `options` are `GenerationConfig` fields (max_new_tokens, temperature, top_k, top_p, min_p,
+        repetition_penalty, eos_token_id, seed, num_beams, ...) and override `config`. Returns a
+        `GenerationOutput`; with `stream=True`, an iterator over each step's new tokens (B,).
+        For text in and out, see `polyformer.generation.pipeline.TextGenerationPipeline`.
+        """
+        from polyformer.generation import engine  # generation builds on the models, never the reverse
+        from polyformer.generation.sampling import make_config
+
+        request = make_config(config, **options)
+        if stream:
+            return engine.stream(self, input_ids, attention_mask, request)
+        return engine.generate(self, input_ids, attention_mask, request)
+
     def _apply_head(self, out: ModelOutput, attention_mask: torch.Tensor | None) -> None:
         head, hidden = self.config.head, out.last_hidden_state
         if head in ("mlm", "pretraining", "lm", "token-classification"):

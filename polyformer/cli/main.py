@@ -37,6 +37,8 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.index",
     "polyformer.cli.search",
     "polyformer.cli.cluster",
+    "polyformer.cli.generate",
+    "polyformer.cli.chat",
 ]
 
 app = typer.Typer(

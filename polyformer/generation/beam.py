@@ -68,7 +68,7 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
     vocab, limit, device = model.config.vocab_size, config.max_new_tokens, input_ids.device
     keep = max(2, 1 + len(stream.eos_ids)) * k  # candidates kept per request
     in_top_k = torch.arange(keep, device=device) < k  # (keep,)
-    prompt_counts = token_counts(stream.input_ids, vocab, stream.mask)  # (B*K, V)
+    prompt_counts = token_counts(stream.input_ids, vocab, stream.mask) if config.counts_tokens else None  # (B*K, V)
 
     empty = torch.zeros(batch, k, 0, dtype=torch.long, device=device)
     start = torch.full((batch, k), NEG, device=device)
@@ -82,8 +82,12 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
     scoring = _greedy(config)
     logits = stream.prefill()  # (B*K, V)
     for step in range(limit):
-        generated = token_counts(running.tokens.view(batch * k, -1), vocab)
-        logprobs = process_logits(logits.float().log_softmax(-1), scoring, prompt_counts + generated, generated)
+        logprobs = logits.float().log_softmax(-1)
+        if scoring.counts_tokens:
+            generated = token_counts(running.tokens.view(batch * k, -1), vocab)
+            logprobs = process_logits(logprobs, scoring, prompt_counts + generated, generated)
+        else:
+            logprobs = process_logits(logprobs, scoring)
         if step < config.min_new_tokens:
             logprobs = suppress(logprobs, stream.eos_ids)
         total = (logprobs.view(batch, k, vocab) + running.scores[..., None]).view(batch, k * vocab)

@@ -12,11 +12,12 @@ the length limit); finished rows are fed padding until the whole batch is done.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from polyformer.core import KVCache
+from polyformer.core.cache import StaticKVCache
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation.sampling import (
     GenerationConfig,
@@ -26,6 +27,7 @@ from polyformer.generation.sampling import (
     suppress,
     token_counts,
 )
+from polyformer.generation.step import ModelSteps, choose_cache
 from polyformer.models import PolyformerModel
 
 
@@ -36,6 +38,8 @@ class Step:
     tokens: torch.Tensor  # (B,) the new token per row (padding for rows finished earlier)
     logprobs: torch.Tensor  # (B,) log-probability of each token under the distribution it was drawn from
     active: torch.Tensor  # (B,) bool: the row produced a real token this step
+    token_ids: list[int] = field(default_factory=list)  # `tokens` on the host (the step's one sync)
+    active_rows: list[int] = field(default_factory=list)  # rows of `active`, on the host
 
 
 @dataclass
@@ -63,14 +67,20 @@ def check_request(model: PolyformerModel, input_ids: torch.Tensor, attention_mas
     for token in [*config.eos_ids(), *config.logit_bias]:
         if not 0 <= token < vocab:
             raise ConfigError(f"token id {token} (eos_token_id / logit_bias) is outside the vocabulary of {vocab}")
-    if model.config.position == "learned":
-        needed = (int(mask.sum(-1).max()) if model.config.arch == "decoder" else 1) + config.max_new_tokens
-        if needed > model.config.max_positions or input_ids.shape[1] > model.config.max_positions:
-            raise ConfigError(
-                f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({config.max_new_tokens}) exceeds the "
-                f"model's context of {model.config.max_positions} positions"
-            )
+    check_context(model, input_ids.shape[1], int(mask.sum(-1).max()), config.max_new_tokens)
     return mask
+
+
+def check_context(model: PolyformerModel, prompt_length: int, real_length: int, max_new_tokens: int) -> None:
+    """The prompt and the tokens to generate must fit the model's positions (no silent truncation)."""
+    context = model.config.max_positions
+    if prompt_length > context:
+        raise ConfigError(f"the prompt ({prompt_length} tokens) is longer than the model's context of {context} "
+                          "positions; shorten it")
+    needed = (real_length if model.config.arch == "decoder" else 1) + max_new_tokens
+    if needed > context:
+        raise ConfigError(f"prompt ({real_length} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                          f"context of {context} positions; lower max_new_tokens or shorten the prompt")
 
 
 def eos_ids_for(model: PolyformerModel, config: GenerationConfig) -> list[int]:
@@ -88,7 +98,12 @@ def pad_id_for(model: PolyformerModel, eos_ids: list[int]) -> int:
 
 
 class TokenStream:
-    """Iterate over decode steps of one batched request; `finish(row)` ends a row early."""
+    """Iterate over decode steps of one batched request; `finish(row)` ends a row early.
+
+    Per step the loop does only what the request asks for: token counts exist only when a
+    penalty needs them, sampling filters run only when sampling, and the new tokens cross to
+    the host once (for EOS bookkeeping and the consumer).
+    """
 
     def __init__(self, model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: GenerationConfig) -> None:
         self.mask = check_request(model, input_ids, attention_mask, config)
@@ -98,79 +113,87 @@ class TokenStream:
         batch = input_ids.shape[0]
         self.finish_reasons: list[str | None] = [None] * batch
         self.done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-        self.generator = make_generator(config.seed, input_ids.device)
+        self.generator = None if config.greedy else make_generator(config.seed, input_ids.device)
+        cache, compile = choose_cache(config.cache, config.compile, input_ids.device)
+        self.steps = ModelSteps(model, input_ids, self.mask, config.max_new_tokens, cache, compile)
+
+    @property
+    def cache(self) -> KVCache | StaticKVCache:
+        return self.steps.cache
 
     def finish(self, row: int, reason: str = "stop") -> None:
         if self.finish_reasons[row] is None:
             self.finish_reasons[row] = reason
-        self.done[row] = True
+            self.done[row] = True
 
     def __iter__(self) -> Iterator[Step]:
         return self._steps()
 
     @torch.inference_mode()  # on a generator, torch enters the mode around each step only, not the caller's code
     def _steps(self) -> Iterator[Step]:
-        config, vocab = self.config, self.model.config.vocab_size
-        prompt_counts = token_counts(self.input_ids, vocab, self.mask)  # (B, V)
-        generated = torch.zeros_like(prompt_counts)
+        config = self.config
+        counts = _Counts(self.input_ids, self.mask, self.model.config.vocab_size) if config.counts_tokens else None
+        eos = set(self.eos_ids)
         logits = self.prefill()
         for step in range(config.max_new_tokens):
-            scores = process_logits(logits, config, prompt_counts + generated, generated)
+            scores = process_logits(logits, config, counts.seen, counts.generated) if counts else process_logits(logits, config)
             if step < config.min_new_tokens:
                 scores = suppress(scores, self.eos_ids)
             tokens = choose_tokens(scores, config.greedy, self.generator)  # (B,)
-            logprobs = scores.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+            logprobs = scores.gather(-1, tokens[:, None]).squeeze(-1) - scores.logsumexp(-1)
             active = ~self.done
-            tokens = tokens.masked_fill(~active, self.pad_id)
-            logprobs = logprobs.masked_fill(~active, 0.0)
-            generated[active] += torch.nn.functional.one_hot(tokens[active], vocab).to(generated.dtype)
-            for row in (active & self._is_eos(tokens)).nonzero().flatten().tolist():
-                self.finish(row, "stop")
-            yield Step(tokens, logprobs, active)  # the consumer may finish rows here
-            if bool(self.done.all()):
+            tokens = tokens.masked_fill(self.done, self.pad_id)
+            logprobs = logprobs.masked_fill(self.done, 0.0)
+            if counts:
+                counts.add(tokens, active)
+            token_ids = tokens.tolist()
+            active_rows = [row for row, reason in enumerate(self.finish_reasons) if reason is None]
+            for row in active_rows:
+                if token_ids[row] in eos:
+                    self.finish(row, "stop")
+            yield Step(tokens, logprobs, active, token_ids, active_rows)  # the consumer may finish rows here
+            if all(reason is not None for reason in self.finish_reasons):
                 return
             if step + 1 < config.max_new_tokens:
                 logits = self.advance(tokens)
-        for row in (~self.done).nonzero().flatten().tolist():
-            self.finish(row, "length")
-
-    def _is_eos(self, tokens: torch.Tensor) -> torch.Tensor:
-        if not self.eos_ids:
-            return torch.zeros_like(tokens, dtype=torch.bool)
-        return torch.isin(tokens, torch.tensor(self.eos_ids, device=tokens.device))
+        for row, reason in enumerate(self.finish_reasons):
+            if reason is None:
+                self.finish(row, "length")
 
     def prefill(self) -> torch.Tensor:
         """Run the prompt (decoders) or the encoder + start token; return next-token logits (B, V)."""
-        self.cache = KVCache()
-        if self.model.config.arch == "encoder-decoder":
-            start = self.model.config.decoder_start_token_id
-            start = self.model.config.pad_token_id if start is None else start
-            first = torch.full((self.input_ids.shape[0], 1), start or 0, device=self.input_ids.device)
-            out = self.model(self.input_ids, self.mask, decoder_input_ids=first, cache=self.cache)
-            self.memory = out.encoder_last_hidden_state  # (B, S, hidden), reused every step
-            return out.logits[:, -1]
-        self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) left padding: count real tokens
-        out = self.model(self.input_ids, self.mask, position_ids=self.positions, cache=self.cache)
-        self.positions = self.positions[:, -1:]  # (B, 1)
-        return out.logits[:, -1]
+        return self.steps.prefill()
 
     def advance(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed the step's tokens (B,) through the cache; return the next logits (B, V)."""
-        if self.model.config.arch == "encoder-decoder":
-            out = self.model(self.input_ids, self.mask, decoder_input_ids=tokens[:, None], cache=self.cache,
-                             encoder_hidden_states=self.memory)
-            return out.logits[:, -1]
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)  # (B, past + 1)
-        self.positions = self.positions + 1
-        out = self.model(tokens[:, None], self.mask, position_ids=self.positions, cache=self.cache)
-        return out.logits[:, -1]
+        return self.steps.advance(tokens)
+
+
+class _Counts:
+    """Token counts per row for the penalties: prompt + generated (`seen`) and generated only."""
+
+    def __init__(self, input_ids: torch.Tensor, mask: torch.Tensor, vocab_size: int) -> None:
+        self.seen = token_counts(input_ids, vocab_size, mask)  # (B, V)
+        self.generated = torch.zeros_like(self.seen)
+
+    def add(self, tokens: torch.Tensor, active: torch.Tensor) -> None:
+        ones = active.to(self.seen.dtype)[:, None]  # (B, 1): finished rows add nothing
+        self.seen.scatter_add_(1, tokens[:, None], ones)
+        self.generated.scatter_add_(1, tokens[:, None], ones)
 
 
 def stream(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
            config: GenerationConfig | None = None) -> Iterator[torch.Tensor]:
-    """Yield the new tokens (B,) step by step (padding for rows already finished)."""
-    for step in TokenStream(model, input_ids, attention_mask, config or GenerationConfig()):
-        yield step.tokens
+    """The new tokens (B,) step by step (padding for rows already finished); the request is checked now."""
+    config = config or GenerationConfig()
+    _check_streamable(config)
+    token_stream = TokenStream(model, input_ids, attention_mask, config)
+    return (step.tokens for step in token_stream)
+
+
+def _check_streamable(config: GenerationConfig) -> None:
+    if config.num_beams > 1 or config.num_return_sequences > 1:
+        raise ConfigError("streaming decodes one sequence per prompt: use num_beams=1 and num_return_sequences=1")
 
 
 def generate(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -271,32 +294,55 @@ class TextCompletion:
     finish_reason: str  # "stop" (EOS or stop string) or "length"
 
 
-def stream_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig) -> Iterator[tuple[int, str]]:
-    """Yield (row, text increment) for a batch of prompts; rows stop at EOS or a stop string."""
-    yield from _text_pieces(*_start_text(model, tokenizer, prompts, config))
+def stream_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig,
+                add_special_tokens: bool = True) -> Iterator[tuple[int, str]]:
+    """(row, text increment) pairs for a batch of prompts; rows stop at EOS or a stop string.
+
+    The request is checked when this is called, before the first piece is asked for.
+    add_special_tokens=False for prompts that already hold them (rendered chat templates).
+    """
+    _check_streamable(config)
+    return _text_pieces(*_start_text(model, tokenizer, prompts, config, add_special_tokens))
 
 
-def generate_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig) -> list[TextCompletion]:
+def generate_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig,
+                  add_special_tokens: bool = True) -> list[TextCompletion]:
     """Complete each prompt; texts are cut exactly at the first stop string."""
-    token_stream, streamers = _start_text(model, tokenizer, prompts, config)
+    _check_streamable(config)
+    token_stream, streamers = _start_text(model, tokenizer, prompts, config, add_special_tokens)
     for _ in _text_pieces(token_stream, streamers):
         pass
     reasons = [reason or "length" for reason in token_stream.finish_reasons]
     return [TextCompletion(s.text(), s.ids, r) for s, r in zip(streamers, reasons)]
 
 
-def _start_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig) -> tuple[TokenStream, list[TextStreamer]]:
+def _start_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig,
+                add_special_tokens: bool = True) -> tuple[TokenStream, list[TextStreamer]]:
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise DataError(f"prompts must be a non-empty list of non-empty strings, got {prompts!r:.80}")
-    batch = tokenizer(prompts, padding_side="left")
-    token_stream = TokenStream(model, batch["input_ids"], batch["attention_mask"], config)
+    # never truncated: a prompt longer than the context is an error from check_request
+    input_ids, mask = left_pad([tokenizer.encode(p, add_special_tokens=add_special_tokens) for p in prompts],
+                               model.config.pad_token_id or 0, model.device)
+    token_stream = TokenStream(model, input_ids, mask, config)
     return token_stream, [TextStreamer(tokenizer, config.stop) for _ in prompts]
+
+
+def left_pad(rows: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows as a left-padded batch: input_ids and attention_mask, both (B, longest)."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for index, row in enumerate(rows):
+        if row:
+            ids[index, width - len(row):] = torch.tensor(row)
+            mask[index, width - len(row):] = 1
+    return ids.to(device), mask.to(device)
 
 
 def _text_pieces(token_stream: TokenStream, streamers: list[TextStreamer]) -> Iterator[tuple[int, str]]:
     for step in token_stream:
-        for row in step.active.nonzero().flatten().tolist():
-            piece = streamers[row].push(int(step.tokens[row]))
+        for row in step.active_rows:
+            piece = streamers[row].push(step.token_ids[row])
             if piece:
                 yield row, piece
             if streamers[row].stopped:

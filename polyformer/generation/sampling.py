@@ -16,6 +16,8 @@ import torch
 
 from polyformer.errors import ConfigError
 
+CACHES = ("auto", "dynamic", "static")
+
 
 @dataclass
 class GenerationConfig:
@@ -38,6 +40,8 @@ class GenerationConfig:
     length_penalty: float = 1.0
     early_stopping: bool = False
     num_return_sequences: int = 1
+    cache: str = "auto"  # "dynamic" | "static" | "auto" (static when compiled, else dynamic)
+    compile: bool | None = None  # torch.compile the decode step; None = on CUDA only
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -65,6 +69,10 @@ class GenerationConfig:
             raise ConfigError(f"stop must be a list of non-empty strings, got {self.stop!r}")
         if self.num_return_sequences > self.num_beams and self.num_beams > 1:
             raise ConfigError(f"num_return_sequences ({self.num_return_sequences}) exceeds num_beams ({self.num_beams})")
+        if self.cache not in CACHES:
+            raise ConfigError(f"cache must be one of {', '.join(CACHES)}, got {self.cache!r}")
+        if self.compile not in (None, True, False):
+            raise ConfigError(f"compile must be true, false or null (auto), got {self.compile!r}")
         for token in self.eos_ids():
             if not isinstance(token, int) or token < 0:
                 raise ConfigError(f"eos_token_id must be non-negative ints, got {self.eos_token_id!r}")
@@ -77,6 +85,21 @@ class GenerationConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether a penalty needs per-row token counts (otherwise the loop keeps none)."""
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
+
+
+def make_config(config: GenerationConfig | None = None, **options) -> GenerationConfig:
+    """`config` (or the defaults) with `options` replacing fields; unknown fields name themselves."""
+    from dataclasses import asdict
+
+    from polyformer.config import dataclass_from_dict
+
+    base = asdict(config) if config is not None else {}
+    return dataclass_from_dict(GenerationConfig, {**base, **options}, "generation options")
 
 
 def _is_number(value: object) -> bool:
@@ -176,11 +199,18 @@ def token_counts(ids: torch.Tensor, vocab_size: int, mask: torch.Tensor | None =
 
 
 def process_logits(
-    logits: torch.Tensor, config: GenerationConfig, seen: torch.Tensor, generated: torch.Tensor
+    logits: torch.Tensor, config: GenerationConfig, seen: torch.Tensor | None = None,
+    generated: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """All processors in order. seen (B, V): prompt + generated counts; generated (B, V): generated only."""
-    logits = repetition_penalty(logits.float(), seen, config.repetition_penalty)
-    logits = presence_frequency_penalty(logits, generated, config.presence_penalty, config.frequency_penalty)
+    """All processors in order; those that are off cost nothing (the logits come back as they are).
+
+    seen (B, V): prompt + generated counts; generated (B, V): generated only. Both are needed only
+    when `config.counts_tokens`.
+    """
+    logits = logits.float()
+    if config.counts_tokens:
+        logits = repetition_penalty(logits, seen, config.repetition_penalty)
+        logits = presence_frequency_penalty(logits, generated, config.presence_penalty, config.frequency_penalty)
     logits = add_logit_bias(logits, config.logit_bias)
     if config.greedy:
         return logits

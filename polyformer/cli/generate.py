@@ -1,0 +1,150 @@
+"""`polyformer generate`: complete one prompt (plain or streamed) or a file of prompts (JSON lines).
+
+    polyformer generate --model SmolLM2-135M-Instruct --prompt "The capital of France is"
+    polyformer generate --model SmolLM2-135M-Instruct --chat --stream --prompt "Tell me about Paris."
+    polyformer generate --model M --file prompts.jsonl --temperature 0.8 --top-p 0.95 --seed 0 > out.jsonl
+
+Generation options are checked before the model is loaded, so a bad value fails at once. The
+options shared with `polyformer chat` are defined here once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from polyformer.errors import ConfigError, DataError
+
+MODEL = typer.Option(..., "--model", help="Catalog name (SmolLM2-135M-Instruct), model folder or .gguf file.")
+MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", help="Most tokens to generate per prompt.")
+TEMPERATURE = typer.Option(0.0, "--temperature", help="Sampling temperature; 0 = greedy.")
+TOP_K = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0 = off).")
+TOP_P = typer.Option(1.0, "--top-p", help="Nucleus sampling: the smallest set with this probability, in (0, 1].")
+MIN_P = typer.Option(0.0, "--min-p", help="Drop tokens less likely than min_p times the top token (0 = off).")
+REPETITION_PENALTY = typer.Option(1.0, "--repetition-penalty", help="Penalise tokens already seen (1 = off).")
+STOP = typer.Option(None, "--stop", help="Stop at this string (repeatable); the text ends just before it.")
+STOP_TOKEN_ID = typer.Option(None, "--stop-token-id", help="Stop at this token id (repeatable; default: the model's EOS).")
+SEED = typer.Option(None, "--seed", help="Seed for sampling (same seed, same text).")
+DTYPE = typer.Option("float32", "--dtype", help="Weights: float32 | bfloat16 | int8 (see README, precision).")
+DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
+COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the decode step (default: on CUDA only).")
+
+
+SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop", "seed", "compile")
+
+
+def generation_options(values: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """GenerationConfig fields from a command's values (its SAMPLING options, plus `fields`), checked now.
+
+    Checking happens before any model is loaded, so a bad value fails at once.
+    """
+    from polyformer.generation.sampling import make_config
+
+    given = {**{name: values[name] for name in SAMPLING}, **fields}
+    options = {name: value for name, value in given.items() if value is not None}
+    if "stop" in options:
+        options["stop"] = list(options["stop"])
+    if "eos_token_id" in options:
+        options["eos_token_id"] = list(options["eos_token_id"]) or None
+    make_config(**options)
+    return options
+
+
+def read_prompts(path: Path, text_column: str = "text") -> list[tuple[Any, str]]:
+    """(id, prompt) pairs: a .txt line per prompt, or `text_column` of .jsonl objects / .csv rows (`id` optional)."""
+    from polyformer.data.corpus import _open_text, _records
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in (".txt", ".jsonl", ".csv"):
+        raise DataError(f"{path}: unsupported prompt file; expected .txt (one prompt per line), .jsonl or .csv")
+    if suffix == ".txt":
+        with _open_text(path) as handle:
+            lines = [(number, line.rstrip("\n")) for number, line in enumerate(handle, 1)]
+        items = [(number - 1, text, f"{path}:{number}") for number, text in lines if text.strip()]
+    else:
+        items = [(record.get("id", index), record.get(text_column), where)
+                 for index, (where, record) in enumerate(_records(path))]
+    for _, text, where in items:
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: no prompt text in field {text_column!r} (give a non-empty string)")
+    if not items:
+        raise DataError(f"{path}: no prompts in the file")
+    return [(key, text) for key, text, _ in items]
+
+
+def generate(
+    model: str = MODEL,
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="The prompt text."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Prompts: .txt (one per line), .jsonl or .csv (field text, optional id)."),
+    text_column: str = typer.Option("text", "--text-column", help="Prompt field of .jsonl / .csv files."),
+    chat: bool = typer.Option(False, "--chat", help="Wrap each prompt as a user turn of the model's chat template."),
+    system: Optional[str] = typer.Option(None, "--system", help="With --chat: a system message first."),
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    temperature: float = TEMPERATURE,
+    top_k: int = TOP_K,
+    top_p: float = TOP_P,
+    min_p: float = MIN_P,
+    repetition_penalty: float = REPETITION_PENALTY,
+    stop: Optional[list[str]] = STOP,
+    stop_token_id: Optional[list[int]] = STOP_TOKEN_ID,
+    seed: Optional[int] = SEED,
+    num_beams: int = typer.Option(1, "--num-beams", help="Beam search with this many beams (1 = off)."),
+    stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated (--prompt only)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts decoded together (left-padded) with --file."),
+    dtype: str = DTYPE,
+    device: str = DEVICE,
+    compile: Optional[bool] = COMPILE,
+) -> None:
+    """Generate text from a prompt or a file of prompts (JSON lines out for files)."""
+    if (prompt is None) == (file is None):
+        raise ConfigError("give exactly one of --prompt TEXT or --file FILE")
+    if stream and file is not None:
+        raise ConfigError("--stream prints one prompt's text as it is generated; use it with --prompt")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if prompt is not None and not prompt.strip():
+        raise DataError("--prompt is empty; give some text to continue")
+    options = generation_options(locals(), eos_token_id=stop_token_id, num_beams=num_beams)
+    if stream and num_beams > 1:
+        raise ConfigError("--stream decodes one sequence: use --num-beams 1")
+    items = read_prompts(file, text_column) if file is not None else [(0, prompt)]
+    from polyformer.generation.pipeline import TextGenerationPipeline
+
+    pipe = TextGenerationPipeline.load(model, device=device, dtype=dtype)
+    prompts = [render(pipe, text, system) if chat else text for _, text in items]
+    specials = not chat  # a rendered chat template already holds its special tokens
+    if stream:
+        for piece in pipe.stream(prompts[0], add_special_tokens=specials, **options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        completions = pipe.complete(batch, add_special_tokens=specials, **options)
+        for offset, completion in enumerate(completions):
+            if file is None:
+                typer.echo(completion.text)
+                continue
+            key, text = items[start + offset]
+            typer.echo(json.dumps({"id": key, "prompt": text, "text": completion.text,
+                                   "finish_reason": completion.finish_reason,
+                                   "new_tokens": len(completion.token_ids)}, ensure_ascii=False))
+
+
+def render(pipe, text: str, system: str | None) -> str:
+    """A prompt as the model's chat template shows a user turn (after an optional system turn)."""
+    if not getattr(pipe.tokenizer, "chat_template", None):
+        raise ConfigError("--chat needs a model whose tokenizer has a chat template (this one has none)")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return pipe.chat_prompt(messages)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)

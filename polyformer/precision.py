@@ -1,0 +1,138 @@
+"""Reduced-precision weights for inference: one switch over every `nn.Linear` of a model.
+
+Almost all the time of a Transformer's decode step (and most of an encoder's forward) goes into
+its linear layers, and at batch 1 those are bound by how many weight bytes cross the memory bus.
+`apply_precision(model, precision)` replaces each `nn.Linear` in place, so it works on any model
+(decoders, encoders, sentence encoders, heads) without touching model code:
+
+- ``"float32"``: nothing changes (the default; the reference for quality).
+- ``"bfloat16"``: `BF16Linear` keeps the weight in bfloat16 and multiplies in bfloat16 (AMX /
+  AVX512-BF16 on recent x86 CPUs, tensor cores on GPUs). Inputs are cast to bfloat16 at the layer
+  and outputs back to the input dtype, so norms, residuals, softmax and the KV cache stay float32.
+- ``"int8"``: `Int8Linear` keeps weight-only int8 values with one scale per output channel
+  (symmetric: scale = max |w| / 127 of the row). Products of a few rows (decode steps) run
+  torch's int8-weight kernel with bfloat16 activations, reading a quarter of the float32 bytes;
+  larger products (prefill, big batches) dequantize to bfloat16 and use the bf16 matmul.
+
+Embedding tables are left alone (a lookup reads one row). A tied LM head gets its own converted
+copy, the embedding table keeps float32. The conversion is one-way: reload to get float32 back.
+
+    from polyformer.precision import apply_precision
+    model = apply_precision(pf.load("SmolLM2-135M-Instruct"), "int8")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from polyformer.errors import ConfigError
+
+PRECISIONS = ("float32", "bfloat16", "int8")
+_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "i8": "int8"}
+INT8_KERNEL_MAX_ROWS = 8  # up to this many rows the int8 kernel beats dequantize + bf16 matmul
+
+
+def parse_precision(name: str) -> str:
+    """The canonical precision name for `name` (aliases fp32, bf16 accepted); ConfigError otherwise."""
+    canonical = _ALIASES.get(str(name).lower(), str(name).lower())
+    if canonical not in PRECISIONS:
+        raise ConfigError(f"precision {name!r} is not one of {', '.join(PRECISIONS)} (aliases: fp32, bf16)")
+    return canonical
+
+
+class BF16Linear(nn.Module):
+    """y = x W^T + b with W (and b) stored in bfloat16; x and y keep their own dtype."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Linear(nn.Module):
+    """y = x (s * Q)^T + b with Q int8 (out, in) and one scale s per output row; b kept in float32."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)  # (out,)
+        self.register_buffer("qweight", (weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight the layer computes with, (out, in) bfloat16."""
+        return self.qweight.to(torch.bfloat16) * self.scale[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (N, in)
+        if rows.shape[0] <= INT8_KERNEL_MAX_ROWS and x.device.type == "cpu" and _HAS_INT8_KERNEL:
+            out = torch._weight_int8pack_mm(rows, self.qweight, self.scale)
+        else:
+            out = F.linear(rows, self.dequantized())
+        out = out.to(x.dtype)
+        if self.bias is not None:
+            out = out + self.bias.to(x.dtype)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+_HAS_INT8_KERNEL = hasattr(torch, "_weight_int8pack_mm")
+_LAYERS = {"bfloat16": BF16Linear, "int8": Int8Linear}
+
+
+@torch.no_grad()
+def apply_precision(model: nn.Module, precision: str, exclude: Iterable[str] = ()) -> nn.Module:
+    """Convert every `nn.Linear` of `model` in place (except modules named in `exclude`); returns it.
+
+    `exclude` holds qualified module names (as in `model.named_modules()`); a name excludes its
+    whole subtree.
+    """
+    precision = parse_precision(precision)
+    if precision == "float32":
+        return model
+    layer = _LAYERS[precision]
+    skipped = tuple(exclude)
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            qualified = f"{name}.{child_name}" if name else child_name
+            if type(child) is nn.Linear and not any(qualified == s or qualified.startswith(s + ".") for s in skipped):
+                setattr(module, child_name, layer(child))
+    return model
+
+
+def prepare(model: nn.Module, device: torch.device | str, precision: str | torch.dtype | None = None) -> nn.Module:
+    """Move `model` to `device` in eval mode and apply `precision`, as inference entry points do.
+
+    On CUDA "bfloat16" casts the whole model (GPU kernels are native bfloat16 and the KV cache
+    halves); elsewhere it converts the linear layers only. torch dtypes are accepted as names.
+    """
+    name = "float32" if precision is None else str(precision).removeprefix("torch.")
+    name = parse_precision(name)
+    model = model.to(device).eval()
+    if name == "bfloat16" and torch.device(device).type == "cuda":
+        return model.to(torch.bfloat16)
+    return apply_precision(model, name)
+
+
+def linear_precisions(model: nn.Module) -> dict[str, int]:
+    """How many linear layers of each kind a model has, e.g. {"Int8Linear": 211}."""
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, BF16Linear, Int8Linear)):
+            counts[type(module).__name__] = counts.get(type(module).__name__, 0) + 1
+    return counts
