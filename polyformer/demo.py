@@ -1,7 +1,8 @@
 """`make demo`: a short tour on embedded defaults, from catalog weights and catalog text.
 
 1. all-MiniLM-L6-v2 (a BERT encoder + mean pooling) embeds a few sentences: cosine-similarity table.
-2. SmolLM2-135M-Instruct (a Llama decoder read from its 4-bit GGUF) answers a question greedily.
+2. SmolLM2-135M-Instruct (a Llama decoder read from its 4-bit GGUF) answers a question greedily,
+   streamed through the generation engine with its own chat template.
 3. The same core pretrained from scratch on Shakespeare, two ways: a tiny BERT (masked LM +
    next-sentence prediction) fills a [MASK], a tiny character-level GPT continues a line.
 """
@@ -39,22 +40,22 @@ def similarity_table(console: Console) -> None:
 
 
 def chat_completion(console: Console, max_new_tokens: int = 40) -> None:
-    import torch
+    """SmolLM2 answers a question through its chat template, the reply streamed as it is decoded."""
+    from polyformer.generation.pipeline import TextGenerationPipeline
 
-    import polyformer as pf
-    from polyformer.generation import greedy_tokens
-
-    model = pf.load("SmolLM2-135M-Instruct")
-    tokenizer = pf.load_tokenizer("SmolLM2-135M-Instruct")
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True)
-    ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
-    console.print(f"[bold]SmolLM2-135M-Instruct[/bold] ({model.num_parameters() / 1e6:.0f}M parameters, greedy)")
+    pipe = TextGenerationPipeline.load("SmolLM2-135M-Instruct", device="cpu")
+    console.print(f"[bold]SmolLM2-135M-Instruct[/bold] ({pipe.model.num_parameters() / 1e6:.0f}M parameters, greedy, streamed)")
     console.print(f"[dim]user:[/dim] {QUESTION}")
-    start = time.perf_counter()
-    tokens = list(greedy_tokens(model, ids, max_new_tokens, eos_token_id=tokenizer.eos_token_id))
+    console.print("[dim]assistant:[/dim] ", end="")
+    start, pieces = time.perf_counter(), []
+    for piece in pipe.chat_stream([{"role": "user", "content": QUESTION}], max_new_tokens=max_new_tokens):
+        piece = piece if any(pieces) else piece.lstrip()
+        pieces.append(piece)
+        console.file.write(piece)
+        console.file.flush()
     elapsed = time.perf_counter() - start
-    console.print(f"[dim]assistant:[/dim] {tokenizer.decode(tokens, skip_special_tokens=True).strip()}")
-    console.print(f"[dim]{len(tokens)} tokens in {elapsed:.1f} s[/dim]")
+    console.print()
+    console.print(f"[dim]answered in {elapsed:.1f} s[/dim]")
 
 
 def pretrain_two_ways(console: Console, runs: Path = Path("runs/demo")) -> None:
