@@ -1,7 +1,7 @@
 """Run the CPU benchmarks, print a markdown table and write `benchmarks/results/cpu.json`.
 
     python -m benchmarks.run                # everything, 2 threads
-    python -m benchmarks.run --only encode  # one benchmark: encode | forward | train
+    python -m benchmarks.run --only encode  # one benchmark: encode | forward | decode | train | index
     python -m benchmarks.run --quick        # fewer texts and repeats (a smoke run)
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import cpu_encode, cpu_forward, cpu_train
+from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_train, gpu_encode, index_bench
 from benchmarks.timing import markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "cpu.json"
@@ -22,14 +22,34 @@ HEADERS = ["work", "polyformer (median)", "reference (median)", "ratio median (b
 
 
 def encode_rows(record: dict) -> list[list[object]]:
-    rates = record["sentences_per_s"]
+    if "skipped" in record:
+        return [[record["work"], "skipped", record["skipped"], "", ""]]
+    rows = []
+    reference = record["variants"][cpu_encode.REFERENCE]
+    for name, row in record["variants"].items():
+        if name == cpu_encode.REFERENCE:
+            continue
+        quality = f"cos min {row['cosine_min']:.6f} / mean {row['cosine_mean']:.6f}"
+        if "retrieval_delta" in row:
+            quality += f"; nDCG@10 {row['retrieval']['ndcg@10']:.4f} ({row['retrieval_delta']['ndcg@10']:+.4f} vs fp32)"
+        rows.append([
+            f"{record['work']}: {name}",
+            f"{row['sentences_per_s']:.1f} sent/s",
+            f"{reference['sentences_per_s']:.1f} sent/s ({cpu_encode.REFERENCE})",
+            f"{row['ratio']:.2f}x ({row['ratio_best']:.2f}x)",
+            quality,
+        ])
+    return rows
+
+
+def index_rows(record: dict) -> list[list[object]]:
     return [[
-        record["work"],
-        f"{rates['polyformer']:.1f} sent/s",
-        f"{rates['sentence-transformers']:.1f} sent/s (sentence-transformers)",
-        f"{record['ratio']:.2f}x ({record['ratio_best']:.2f}x)",
-        f"cos min {record['cosine_min']:.6f} / mean {record['cosine_mean']:.6f}",
-    ]]
+        f"{row['kind']} index, {record['vectors']:,} x {record['dimension']}" + (f", {row['parameter']} {row['value']}" if row["parameter"] else ""),
+        f"query {row['query_ms']:.2f} ms, build {row['build_s']:.1f} s",
+        f"{row['faiss_query_ms']:.2f} ms (bare FAISS)",
+        f"{row['faiss_query_ms'] / row['query_ms']:.2f}x",
+        f"recall@10 {row['recall@10']:.3f}",
+    ] for row in record["rows"]]
 
 
 def forward_rows(record: dict) -> list[list[object]]:
@@ -44,6 +64,31 @@ def forward_rows(record: dict) -> list[list[object]]:
     ] for row in record["shapes"]]
 
 
+def decode_rows(record: dict) -> list[list[object]]:
+    if "skipped" in record:
+        return [["SmolLM2-135M decode", "skipped", record["skipped"], "", ""]]
+    rows, quality = [], record["quality"]
+    for row in record["batches"]:
+        rates, ttft, theirs = row["decode_tokens_per_s"], row["ttft_ms"], "transformers"
+        for name, ratio in row["ratio_vs_transformers"].items():
+            if name == "polyformer":
+                agree = row["agreement_with_transformers"]
+                check = f"greedy = transformers: {agree['identical_rows']}/{agree['rows']} rows"
+            else:
+                agree = row["agreement_with_fp32"][name]
+                check = (f"vs fp32: {agree['identical_rows']}/{agree['rows']} rows identical, "
+                         f"{agree['prefix_fraction']:.0%} before first difference; ppl {quality[name]['perplexity']:.2f} "
+                         f"(fp32 {quality['polyformer']['perplexity']:.2f})")
+            rows.append([
+                f"SmolLM2-135M decode B{row['batch']}: {name}",
+                f"{rates[name]:,.1f} tok/s ({row['ms_per_step'][name]:.1f} ms/step), TTFT {ttft[name]:.0f} ms",
+                f"{rates[theirs]:,.1f} tok/s ({row['ms_per_step'][theirs]:.1f} ms/step), TTFT {ttft[theirs]:.0f} ms ({theirs})",
+                f"{ratio:.2f}x decode, {row['ttft_ratio_vs_transformers'][name]:.2f}x TTFT",
+                check,
+            ])
+    return rows
+
+
 def train_rows(records: list[dict]) -> list[list[object]]:
     return [[
         record["work"],
@@ -56,7 +101,7 @@ def train_rows(records: list[dict]) -> list[list[object]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["encode", "forward", "train"], help="run one benchmark")
+    parser.add_argument("--only", choices=["encode", "forward", "decode", "train", "index"], help="run one benchmark")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer texts and repeats")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
@@ -67,16 +112,26 @@ def main(argv: list[str] | None = None) -> None:
     }
     rows: list[list[object]] = []
     if args.only in (None, "encode"):
-        settings = cpu_encode.EncodeSettings(texts=200, repeats=1) if args.quick else cpu_encode.EncodeSettings()
+        settings = cpu_encode.EncodeSettings(texts=200, repeats=1, retrieval_queries=100) if args.quick else cpu_encode.EncodeSettings()
         report["encode"] = cpu_encode.run(settings)
         rows += encode_rows(report["encode"])
+        report["encode_gpu"] = gpu_encode.run()
+        rows += encode_rows(report["encode_gpu"])
     if args.only in (None, "forward"):
         settings = cpu_forward.ForwardSettings(shapes=[(1, 32)], repeats=1) if args.quick else cpu_forward.ForwardSettings()
         report["forward"] = cpu_forward.run(settings)
         rows += forward_rows(report["forward"])
+    if args.only in (None, "decode"):
+        settings = cpu_decode.DecodeSettings(batches=[1, 4], new_tokens=8, repeats=1, ppl_tokens=128) if args.quick else cpu_decode.DecodeSettings()
+        report["decode"] = cpu_decode.run(settings)
+        rows += decode_rows(report["decode"])
     if args.only in (None, "train"):
         report["train"] = cpu_train.run(quick=args.quick)
         rows += train_rows(report["train"])
+    if args.only in (None, "index"):
+        settings = index_bench.IndexSettings(vectors=5000, queries=20) if args.quick else index_bench.IndexSettings()
+        report["index"] = index_bench.run(settings)
+        rows += index_rows(report["index"])
     print(markdown_table(HEADERS, rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -191,3 +191,45 @@ def test_non_string_items_are_data_errors_naming_the_index(encoder) -> None:
         encoder.encode("a bare string")
     with pytest.raises(DataError, match="batch_size"):
         encoder.encode(["x"], batch_size=0)
+
+
+# ---- polyformer-built encoders, saved and reloaded by sentence-transformers -----------------------
+@pytest.mark.parametrize("model_preset,mode", [("bert-tiny", "mean"), ("bert-tiny", "cls"), ("llama-tiny", "last"),
+                                               ("llama-tiny", "weighted-mean"), ("bert-tiny", "max")])
+def test_saved_polyformer_encoder_reloads_in_sentence_transformers(model_preset, mode, minilm_tokenizer, texts, tmp_path):
+    torch.manual_seed(0)
+    config = preset(model_preset, vocab_size=minilm_tokenizer.vocab_size, max_positions=128)
+    ours = pf.SentenceEncoder(PolyformerModel(config).eval(), minilm_tokenizer, pooling=mode, max_seq_length=128)
+    picked = texts[:40]
+    expected = ours.encode(picked)
+    folder = ours.save(tmp_path / "saved")
+    theirs = sentence_transformers.SentenceTransformer(str(folder), device="cpu").encode(picked, convert_to_numpy=True)
+    assert cosines(theirs, expected).min() >= 0.9999
+    again = pf.SentenceEncoder.load(folder)
+    assert (again.pooling, again.max_seq_length) == (mode, 128)
+    np.testing.assert_allclose(again.encode(picked), expected, atol=1e-5)
+
+
+# ---- batching plans and precision --------------------------------------------------------------------
+def test_token_budget_batches_give_the_same_vectors(encoder, texts: list[str], ours: np.ndarray) -> None:
+    np.testing.assert_allclose(encoder.encode(texts[:64], max_tokens=300), ours[:64], atol=1e-5)
+    with pytest.raises(DataError, match="max_tokens"):
+        encoder.encode(["x"], max_tokens=0)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_reduced_precision_on_cpu_stays_close(dtype: str, texts: list[str], ours: np.ndarray) -> None:
+    pytest.importorskip("polyformer.precision")
+    reduced = pf.SentenceEncoder.load("all-MiniLM-L6-v2", dtype=dtype)
+    assert reduced.dtype == dtype
+    got = reduced.encode(texts[:100], max_tokens=4096)
+    assert got.dtype == np.float32 and cosines(got, ours[:100]).min() >= 0.999
+
+
+def test_bad_precision_requests_are_config_errors(encoder) -> None:
+    from polyformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        pf.SentenceEncoder.load("all-MiniLM-L6-v2", dtype="float16")
+    with pytest.raises(ConfigError, match="dtype='fp8' is not one of"):
+        encoder.to(dtype="fp8")

@@ -249,7 +249,7 @@ def hidden_states(model: PolyformerModel, input_ids: torch.Tensor, mask: torch.T
 
 def embed(model: PolyformerModel, input_ids: torch.Tensor, mask: torch.Tensor, pooling: str, normalize: bool = True) -> torch.Tensor:
     """(B, T) ids and mask → (B, D) pooled (and unit-length) sentence vectors."""
-    vectors = pool(hidden_states(model, input_ids, mask), mask, pooling)
+    vectors = pool(hidden_states(model, input_ids, mask).float(), mask, pooling)  # pooled in float32 at any precision
     return F.normalize(vectors, dim=-1) if normalize else vectors
 
 

@@ -35,7 +35,8 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,9 @@ FORMAT = 1
 KINDS = ("exact", "hnsw", "ivf")
 Existing = Literal["error", "skip", "replace"]
 _COMPACT_FRACTION = 0.2
+# fewer queries than this run on one thread: an OpenMP team's start-up and barrier cost more than
+# they save on a small search (and much more on a busy machine, where a thread waits for a core)
+_PARALLEL_QUERIES = 16
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     faiss_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -245,7 +249,8 @@ class VectorIndex:
             ids, selector = None, None
         if self.faiss.ntotal == 0 or (ids is not None and allowed is not None and len(ids) == 0):
             return [[] for _ in queries]
-        scores, labels = self.faiss.search(queries, k, params=self._search_params(selector, k))
+        with _faiss_threads(1 if len(queries) < _PARALLEL_QUERIES else None):
+            scores, labels = self.faiss.search(queries, k, params=self.search_params(selector, k))
         return self._hits(scores, labels)
 
     def like(self, item_id: str, k: int = 10, where: dict[str, Any] | None = None) -> list[Hit]:
@@ -268,7 +273,8 @@ class VectorIndex:
             inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
         return faiss.IndexIDMap2(inner)
 
-    def _search_params(self, selector, k: int):
+    def search_params(self, selector, k: int):
+        """FAISS search parameters of this kind (efSearch / nprobe) with an optional ID selector."""
         import faiss
 
         if self.spec.kind == "hnsw":
@@ -387,6 +393,21 @@ class VectorIndex:
     def _store_version(self) -> int:
         """Changes when another connection commits (this connection's own writes are applied directly)."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+
+@contextmanager
+def _faiss_threads(count: int | None) -> Iterator[None]:
+    import faiss
+
+    if count is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 # ---- files -------------------------------------------------------------------------------------------

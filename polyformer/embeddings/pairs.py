@@ -35,7 +35,7 @@ from polyformer.errors import DataError
 
 Pair = tuple[str, ...]  # (anchor, positive) or (anchor, positive, negative)
 BUILTIN_PAIRS = ("shakespeare-continuation",)
-_SPEAKER = re.compile(r"^[A-Z][A-Z0-9' ,&\-]*\.$")  # "GLOUCESTER." / "FIRST CITIZEN."
+_SPEAKER = re.compile(r"^[A-Z][A-Z0-9' ,&\-]*\.?$")  # "GLOUCESTER." / "FIRST CITIZEN." / "LYSANDER"
 _FIELDS = (("anchor", "text_a"), ("positive", "text_b"))
 MAX_SPEECH_LINES = 8
 MIN_SPEECH_LINES = 2
