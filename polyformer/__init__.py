@@ -20,6 +20,7 @@ _LAZY = {
     "load_tokenizer": "polyformer.tokenizers",
     "Tokenizer": "polyformer.tokenizers",
     "SentenceEncoder": "polyformer.embeddings",
+    "VectorIndex": "polyformer.embeddings.index",
     "pipeline": "polyformer.pipelines",
 }
 

@@ -1,5 +1,35 @@
-"""Embeddings: sentence encoders built on any polyformer model (pooling, normalisation, save/load)."""
+"""Embeddings: sentence encoders from any polyformer model, contrastive training, a persistent vector
+index, clustering and evaluation.
+
+    SentenceEncoder      texts → vectors (encoder.py)
+    MultipleNegativesRanking, train_contrastive     contrastive fine-tuning (contrastive.py, training.py)
+    VectorIndex          FAISS + SQLite index in a directory (index.py; with an encoder: semantic.py)
+    cluster_texts        k-means with central texts and top terms (cluster.py)
+    evaluate_encoder     retrieval / clustering / kNN / similarity figures (evaluation.py, datasets.py)
+
+Only `SentenceEncoder` is imported eagerly; the rest load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from polyformer.embeddings.encoder import SentenceEncoder
 
-__all__ = ["SentenceEncoder"]
+_LAZY = {
+    "MultipleNegativesRanking": "polyformer.embeddings.contrastive",
+    "train_contrastive": "polyformer.embeddings.training",
+    "VectorIndex": "polyformer.embeddings.index",
+    "IndexSpec": "polyformer.embeddings.index",
+    "cluster_texts": "polyformer.embeddings.cluster",
+    "evaluate_encoder": "polyformer.embeddings.evaluation",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'polyformer.embeddings' has no attribute {name!r}")
+
+
+__all__ = ["SentenceEncoder", *_LAZY]
