@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_runner import assert_one_line_error, run_cli
+from cli_runner import assert_one_line_error, run_cli, run_cli_process
 
 VERBS = [["embed"], ["embed-train"], ["embed-eval"], ["index"], ["index", "build"], ["index", "add"],
          ["index", "delete"], ["index", "info"], ["search"], ["cluster"]]
@@ -156,3 +156,12 @@ def test_bad_search_and_cluster_options(built, docs, tiny_sentence_encoder_dir):
     assert_one_line_error(run_cli("cluster", "--index", built, "--k", "50"), "50 clusters of 6 texts")
     assert_one_line_error(run_cli("cluster", "--k", "2"), "--input FILE")
     assert_one_line_error(run_cli("index", "add", built, "--input", docs, "--device", "cpu"), "already in the index", "--existing")
+
+
+def test_long_texts_are_truncated_with_a_warning(tmp_path, tiny_sentence_encoder_dir):
+    texts = tmp_path / "long.txt"
+    texts.write_text("short\n" + "word " * 5000 + "\n")
+    result = run_cli_process("embed", "--model", tiny_sentence_encoder_dir, "--input", texts, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert len(jsonl(result.stdout)) == 2
+    assert "1 of 2 texts were longer than max_seq_length=64 tokens and were truncated" in result.stderr
