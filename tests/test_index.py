@@ -85,6 +85,9 @@ def test_existing_ids_error_skip_replace(tmp_path):
     assert top_ids(index, unit(1, seed=11)) == [["d3"]]
     with pytest.raises(DataError, match="duplicate id"):
         index.add(["x", "x"], ["a", "b"], unit(2))
+    with pytest.raises(DataError, match="JSON-serialisable"):  # rolled back, the replaced row kept
+        index.add(["d3", "y"], ["r", "y"], unit(2, seed=12), [{}, {"when": object()}], existing="replace")
+    assert len(index) == 11 and index.get("d3")[0].text == "replaced" and top_ids(index, unit(1, seed=11)) == [["d3"]]
     index.close()
 
 

@@ -173,13 +173,19 @@ class VectorIndex:
             raise DataError(f"id {sorted(present)[0]!r} is already in the index (and {len(present) - 1} more); "
                             "delete it first, or add with existing='replace' / 'skip' (CLI: --existing)")
         keep = [i for i, key in enumerate(ids) if not (existing == "skip" and key in present)]
-        with self.db:  # one transaction: all of these rows or none
-            if existing == "replace" and present:
-                self._delete_rows(list(present))
-            self.db.executemany(
-                "INSERT INTO items (id, text, metadata, vector) VALUES (?, ?, ?, ?)",
-                [(ids[i], texts[i], json.dumps(metadata[i], ensure_ascii=False), vectors[i].tobytes()) for i in keep],
-            )
+        try:
+            with self.db:  # one transaction: all of these rows or none
+                if existing == "replace" and present:
+                    self._delete_rows(list(present))
+                self.db.executemany(
+                    "INSERT INTO items (id, text, metadata, vector) VALUES (?, ?, ?, ?)",
+                    [(ids[i], texts[i], json.dumps(metadata[i], ensure_ascii=False), vectors[i].tobytes()) for i in keep],
+                )
+        except (sqlite3.Error, TypeError, ValueError) as err:
+            self.refresh(force=True)  # rolled back: forget the tombstones of the replaced rows
+            if isinstance(err, sqlite3.Error):
+                raise DataError(f"{self.directory / STORE}: the add was rolled back ({err})") from None
+            raise DataError(f"metadata must be JSON-serialisable ({err})") from None
         # committed: the items are acknowledged; now the in-memory FAISS index follows
         faiss_ids = dict((key, fid) for key, fid in self._rows("SELECT id, faiss_id FROM items WHERE id IN ({})", [ids[i] for i in keep]))
         self._index_vectors(np.asarray([faiss_ids[ids[i]] for i in keep], dtype=np.int64), vectors[keep])
