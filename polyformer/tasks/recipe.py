@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from polyformer.config import dataclass_from_dict
-from polyformer.errors import ConfigError, DataError
+from polyformer.errors import ConfigError
 from polyformer.io.loader import save
 from polyformer.io.native import load_native
 from polyformer.models import PolyformerModel
@@ -160,12 +160,7 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
     if (out / SPEC_FILE).exists():
         raise ConfigError(f"{out}: already holds a fine-tuning run; choose another --out")
     model, tokenizer, _ = load_pretrained(spec.model)
-    if spec.dev_data:  # a dev file of its own: train on all of a --data file (on built-in data, its train split)
-        train = task.load(spec.data, "train" if spec.data == task.builtin else "all", options)
-        dev = task.load(spec.dev_data, "all", options)
-    else:
-        train, dev = task.load(spec.data, "train", options), task.load(spec.data, "dev", options)
-    dev = dev[: spec.dev_limit] if spec.dev_limit else dev
+    train, dev = _train_and_dev(task, spec, options)
     max_length = max_length_for(task, model, spec.max_length)
     settings = task.head_settings(train, options)
     settings["extra"] = {**settings.get("extra", {}), "task": spec.task, "max_length": max_length}
@@ -193,6 +188,16 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
     tokenizer.save(out / "model")
     (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return FinetuneResult(out / "model", metrics, history)
+
+
+def _train_and_dev(task: Task, spec: FinetuneSpec, options: TaskOptions) -> tuple[list[Any], list[Any]]:
+    """The training and dev examples: --data's train / dev splits, or all of a --data file and a --dev-data file."""
+    if spec.dev_data:  # built-in data keeps to its train split, so its test split stays unseen
+        train = task.load(spec.data, "train" if spec.data == task.builtin else "all", options)
+        dev = task.load(spec.dev_data, "all", options)
+    else:
+        train, dev = task.load(spec.data, "train", options), task.load(spec.data, "dev", options)
+    return train, dev[: spec.dev_limit] if spec.dev_limit else dev
 
 
 def _train_config(spec: FinetuneSpec, steps_per_epoch: int, metric: str) -> TrainConfig:
