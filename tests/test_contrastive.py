@@ -21,10 +21,9 @@ from polyformer.embeddings.pairs import shakespeare_works as split_works
 from polyformer.embeddings.training import train_contrastive
 from polyformer.errors import DataError
 from polyformer.io.safetensors_io import read_tensors
-from polyformer.tokenizers import load_tokenizer
 from polyformer.training.trainer import TrainConfig
 
-from contrastive_tiny import RandomPairs, tiny_encoder
+from contrastive_tiny import RandomPairs, tiny_encoder, train
 
 SCRIPT = Path(__file__).with_name("contrastive_tiny.py")
 
@@ -129,9 +128,7 @@ def test_two_ranks_equal_one_process_on_the_global_batch(tmp_path, extra):
     """Each rank holds 4 of 8 rows; gathering makes every anchor meet all 8 (and the gradient exact)."""
     result = _torchrun(tmp_path / "ddp", *extra)
     assert result.returncode == 0, result.stdout + result.stderr
-    single = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "one"), *extra],
-                            capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr
+    train(str(tmp_path / "one"), mini_batch=3 if extra else None, gather=True, columns=3 if extra else 2, symmetric=bool(extra))
     got, expected = _losses(tmp_path / "ddp"), _losses(tmp_path / "one")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     final = "checkpoints/step-000003/model.safetensors"
@@ -141,16 +138,9 @@ def test_two_ranks_equal_one_process_on_the_global_batch(tmp_path, extra):
 
 
 # ---- pairs -----------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def minilm_tokenizer(minilm_dir):
-    return load_tokenizer(minilm_dir)
-
-
 @pytest.fixture()
-def tiny_st(minilm_tokenizer):
-    torch.manual_seed(0)
-    model = pf.PolyformerModel(pf.preset("bert-tiny", vocab_size=minilm_tokenizer.vocab_size, max_positions=64))
-    return pf.SentenceEncoder(model, minilm_tokenizer, pooling="mean", max_seq_length=32)
+def tiny_st(tiny_sentence_encoder_dir):
+    return pf.SentenceEncoder.load(tiny_sentence_encoder_dir)
 
 
 def test_pair_source_draws_distinct_rows_split_by_rank(tiny_st):
@@ -201,16 +191,17 @@ def test_builtin_pairs_keep_held_out_plays_apart(shakespeare_dir):
 
 
 # ---- a real run: the trainer, a saved folder, sentence-transformers ---------------------------------
-def test_training_separates_pairs_and_saves_a_loadable_folder(tiny_st, tmp_path):
+def test_training_separates_pairs_and_saves_a_loadable_folder(tiny_sentence_encoder_dir, tmp_path):
+    encoder = pf.SentenceEncoder.load(tiny_sentence_encoder_dir)
     pairs = [(f"the {w} is here", f"a {w} arrives") for w in
              "cat dog bird fish horse cow sheep goat wolf bear lion tiger mouse rat frog owl".split()]
-    config = TrainConfig(max_steps=40, lr=3e-3, weight_decay=0.0, warmup_steps=0, out_dir=str(tmp_path / "run"),
-                         progress=False, tensorboard=False, plot=False, eval_every=40)
-    history = train_contrastive(tiny_st, pairs, config, batch_size=8, validation=pairs)
+    config = TrainConfig(max_steps=30, lr=1e-2, weight_decay=0.0, out_dir=str(tmp_path / "run"),
+                         progress=False, tensorboard=False, plot=False, eval_every=30)
+    history = train_contrastive(encoder, pairs, config, batch_size=8, validation=pairs)
     assert history[-1]["loss"] < history[0]["loss"] * 0.5
     assert history[-1]["eval_mnrl_accuracy"] >= 0.9
     again = pf.SentenceEncoder.load(tmp_path / "run" / "model")
     texts = [t for pair in pairs[:4] for t in pair]
-    np.testing.assert_allclose(again.encode(texts), tiny_st.encode(texts), atol=1e-6)
+    np.testing.assert_allclose(again.encode(texts), encoder.encode(texts), atol=1e-6)
     st = pytest.importorskip("sentence_transformers").SentenceTransformer(str(tmp_path / "run" / "model"), device="cpu")
-    np.testing.assert_allclose(st.encode(texts), tiny_st.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(st.encode(texts), encoder.encode(texts), atol=1e-5)
