@@ -76,9 +76,9 @@ def decode_rows(record: dict) -> list[list[object]]:
                 check = f"greedy = transformers: {agree['identical_rows']}/{agree['rows']} rows"
             else:
                 agree = row["agreement_with_fp32"][name]
-                check = (f"vs fp32: {agree['identical_rows']}/{agree['rows']} rows identical, "
-                         f"{agree['prefix_fraction']:.0%} before first difference; ppl {quality[name]['perplexity']:.2f} "
-                         f"(fp32 {quality['polyformer']['perplexity']:.2f})")
+                check = f"vs fp32: {agree['identical_rows']}/{agree['rows']} rows identical, {agree['prefix_fraction']:.0%} before first difference"
+                if name in quality:
+                    check += f"; ppl {quality[name]['perplexity']:.2f} (fp32 {quality['polyformer']['perplexity']:.2f})"
             rows.append([
                 f"SmolLM2-135M decode B{row['batch']}: {name}",
                 f"{rates[name]:,.1f} tok/s ({row['ms_per_step'][name]:.1f} ms/step), TTFT {ttft[name]:.0f} ms",
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         report["forward"] = cpu_forward.run(settings)
         rows += forward_rows(report["forward"])
     if args.only in (None, "decode"):
-        settings = cpu_decode.DecodeSettings(batches=[1, 4], new_tokens=8, repeats=1, ppl_tokens=128) if args.quick else cpu_decode.DecodeSettings()
+        settings = cpu_decode.DecodeSettings(batches=[1, 4], new_tokens=8, repeats=1, ppl_tokens=128, variants=(("int8", False),)) \
+            if args.quick else cpu_decode.DecodeSettings()
         report["decode"] = cpu_decode.run(settings)
         rows += decode_rows(report["decode"])
     if args.only in (None, "train"):

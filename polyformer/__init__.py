@@ -22,6 +22,9 @@ _LAZY = {
     "SentenceEncoder": "polyformer.embeddings",
     "VectorIndex": "polyformer.embeddings.index",
     "pipeline": "polyformer.pipelines",
+    "GenerationConfig": "polyformer.generation",
+    "TextGenerationPipeline": "polyformer.generation.pipeline",
+    "apply_precision": "polyformer.precision",
 }
 
 

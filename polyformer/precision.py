@@ -7,12 +7,16 @@ its linear layers, and at batch 1 those are bound by how many weight bytes cross
 
 - ``"float32"``: nothing changes (the default; the reference for quality).
 - ``"bfloat16"``: `BF16Linear` keeps the weight in bfloat16 and multiplies in bfloat16 (AMX /
-  AVX512-BF16 on recent x86 CPUs, tensor cores on GPUs). Inputs are cast to bfloat16 at the layer
-  and outputs back to the input dtype, so norms, residuals, softmax and the KV cache stay float32.
+  AVX512-BF16 on recent x86 CPUs, tensor cores on GPUs; a single row goes through a
+  matrix-vector product, which torch runs faster than its one-row matmul). Inputs are cast to
+  bfloat16 at the layer and outputs back to the input dtype, so norms, residuals, softmax and the
+  KV cache stay float32.
 - ``"int8"``: `Int8Linear` keeps weight-only int8 values with one scale per output channel
-  (symmetric: scale = max |w| / 127 of the row). Products of a few rows (decode steps) run
-  torch's int8-weight kernel with bfloat16 activations, reading a quarter of the float32 bytes;
-  larger products (prefill, big batches) dequantize to bfloat16 and use the bf16 matmul.
+  (symmetric: scale = max |w| / 127 of the row). Products of up to INT8_KERNEL_MAX_ROWS rows
+  (decode steps) run torch's int8-weight kernel with bfloat16 activations, reading a quarter of
+  the float32 bytes. Larger products (prefill, big batches) use the bf16 matmul on the
+  dequantized weight, which the layer keeps once it has been needed: the numbers are the int8
+  ones either way, but from then on the layer holds 3 bytes per weight instead of 1.
 
 Embedding tables are left alone (a lookup reads one row). A tied LM head gets its own converted
 copy, the embedding table keeps float32. The conversion is one-way: reload to get float32 back.
@@ -54,7 +58,13 @@ class BF16Linear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (N, in)
+        if rows.shape[0] == 1:
+            out = torch.mv(self.weight, rows[0])[None]
+            out = out if self.bias is None else out + self.bias
+        else:
+            out = F.linear(rows, self.weight, self.bias)
+        return out.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -71,6 +81,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("qweight", (weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+        self._dequantized: torch.Tensor | None = None  # the bf16 weight, made by the first large product
 
     def dequantized(self) -> torch.Tensor:
         """The weight the layer computes with, (out, in) bfloat16."""
@@ -81,7 +92,9 @@ class Int8Linear(nn.Module):
         if rows.shape[0] <= INT8_KERNEL_MAX_ROWS and x.device.type == "cpu" and _HAS_INT8_KERNEL:
             out = torch._weight_int8pack_mm(rows, self.qweight, self.scale)
         else:
-            out = F.linear(rows, self.dequantized())
+            if self._dequantized is None or self._dequantized.device != self.qweight.device:
+                self._dequantized = self.dequantized()
+            out = F.linear(rows, self._dequantized)
         out = out.to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(x.dtype)

@@ -153,3 +153,11 @@ def test_help_for_both_verbs():
     for verb in ("generate", "chat"):
         result = run_cli(verb, "--help")
         assert result.returncode == 0 and "--model" in result.stdout and "--temperature" in result.stdout
+
+
+def test_pf_pipeline_builds_a_text_generation_pipeline(model_dir, pipe):
+    loaded = pf.pipeline("text-generation", str(model_dir), device="cpu", dtype="float32", max_new_tokens=7)
+    assert isinstance(loaded, TextGenerationPipeline)
+    assert loaded("the cat sat") == pipe("the cat sat", max_new_tokens=7)
+    given = pf.pipeline("text-generation", pipe.model, tokenizer=pipe.tokenizer)
+    assert given("the cat sat", max_new_tokens=7) == pipe("the cat sat", max_new_tokens=7)

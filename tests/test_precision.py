@@ -35,20 +35,23 @@ def test_int8_kernel_and_dequantized_paths_agree_with_the_dequantized_weight(row
     torch.manual_seed(0)
     linear = nn.Linear(96, 80)
     layer = Int8Linear(linear)
-    x = torch.randn(2, rows, 96)
+    x = torch.randn(rows, 1, 96)  # `rows` rows reach the layer
     expected = x.to(torch.bfloat16).float() @ layer.dequantized().float().T + linear.bias
     got = layer(x)
-    assert got.shape == (2, rows, 80) and got.dtype == torch.float32
+    assert got.shape == (rows, 1, 80) and got.dtype == torch.float32
     assert torch.allclose(got, expected, atol=0.05, rtol=0.02)
     assert torch.allclose(got, linear(x), atol=0.1, rtol=0.05)
+    assert (layer._dequantized is not None) == (rows > INT8_KERNEL_MAX_ROWS)  # kept once a large product needed it
 
 
-def test_bf16_linear_keeps_the_input_dtype():
+@pytest.mark.parametrize("rows", [1, 3])  # one row: the matrix-vector path
+def test_bf16_linear_keeps_the_input_dtype(rows):
     torch.manual_seed(0)
     linear = nn.Linear(32, 16)
     layer = BF16Linear(linear)
-    x = torch.randn(3, 32)
+    x = torch.randn(1, rows, 32)
     out = layer(x)
+    assert out.shape == (1, rows, 16)
     assert layer.weight.dtype == torch.bfloat16 and out.dtype == torch.float32
     assert torch.allclose(out, linear(x), atol=0.05)
 

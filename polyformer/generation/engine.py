@@ -84,10 +84,11 @@ def check_context(model: PolyformerModel, prompt_length: int, real_length: int, 
 
 
 def eos_ids_for(model: PolyformerModel, config: GenerationConfig) -> list[int]:
-    """The request's EOS ids, falling back to the model's."""
+    """The request's EOS ids, falling back to the model's (when it is a token the model can produce)."""
     ids = config.eos_ids()
-    if not ids and model.config.eos_token_id is not None:
-        ids = [model.config.eos_token_id]
+    own = model.config.eos_token_id
+    if not ids and own is not None and 0 <= own < model.config.vocab_size:
+        ids = [own]
     return ids
 
 

@@ -94,7 +94,8 @@ class TextGenerationPipeline:
         config = make_config(self.config, **options)
         if config.eos_token_id is None:
             ids = [self.model.config.eos_token_id, getattr(self.tokenizer, "eos_token_id", None)]
-            known = list(dict.fromkeys(i for i in ids if i is not None))
+            vocab = self.model.config.vocab_size
+            known = list(dict.fromkeys(i for i in ids if i is not None and 0 <= i < vocab))
             config = make_config(config, eos_token_id=known or None)
         return config
 

@@ -21,7 +21,7 @@ from polyformer.core.cache import StaticKVCache
 from polyformer.errors import ConfigError
 from polyformer.models import PolyformerModel
 
-CUDA_GRAPH_LENGTH_STEP = 256  # compiled caches round their length up, so few graphs are captured
+COMPILED_LENGTH_STEP = 256  # compiled steps' caches round their length up, so few graphs are compiled
 
 
 def decode_step(model: PolyformerModel, cache: StaticKVCache, tokens: torch.Tensor, positions: torch.Tensor,
@@ -79,8 +79,8 @@ class ModelSteps:
         self.length = 1 if self.encoder_decoder else prompt  # decoder positions filled so far
         total = self.length + max_new_tokens
         if self.static:
-            if compile and device.type == "cuda":
-                total = -(-total // CUDA_GRAPH_LENGTH_STEP) * CUDA_GRAPH_LENGTH_STEP
+            if compile:  # requests of other lengths reuse the compiled step (and its CUDA graph)
+                total = -(-total // COMPILED_LENGTH_STEP) * COMPILED_LENGTH_STEP
             self.cache: KVCache | StaticKVCache = StaticKVCache.for_model(model.config, batch, total, model.dtype, device)
             if compile:
                 for buffer in self.cache.buffers():
@@ -93,8 +93,9 @@ class ModelSteps:
         else:
             self.cache = KVCache()
         if not self.encoder_decoder:
-            # (B, prompt + new): the prompt's padding, then every new token attended
-            self.full_mask = torch.cat([mask, mask.new_ones(batch, max_new_tokens)], dim=1)
+            # (B, prompt + new): the prompt's padding, then every new token attended; None without padding
+            padded = bool((mask == 0).any())
+            self.full_mask = torch.cat([mask, mask.new_ones(batch, max_new_tokens)], dim=1) if padded else None
 
     def prefill(self) -> torch.Tensor:
         """Next-token logits (B, V) after the prompt (decoders) or the start token (encoder–decoders)."""
@@ -126,7 +127,8 @@ class ModelSteps:
         if self.encoder_decoder:
             hidden = body.decode(step_ids, self.memory, self.mask, None, self.cache)
         else:
-            hidden = body(step_ids, self.full_mask[:, : self.length], self.positions, self.cache)
+            step_mask = self.full_mask[:, : self.length] if self.full_mask is not None else None
+            hidden = body(step_ids, step_mask, self.positions, self.cache)
         return self.model.head(hidden[:, -1])
 
     def _static_step(self, step_ids: torch.Tensor) -> torch.Tensor:
@@ -137,4 +139,5 @@ class ModelSteps:
         logits = self.step_fn(self.model, self.cache, step_ids, self.positions, self.key_mask, memory_mask)
         self.write_index += 1
         self.cache.advance(1)
-        return logits.clone() if self.compile else logits  # a CUDA graph overwrites its output next replay
+        cuda_graph = self.compile and logits.device.type == "cuda"
+        return logits.clone() if cuda_graph else logits  # a CUDA graph overwrites its output at the next replay
