@@ -4,7 +4,7 @@
 
 The same Rotten Tomatoes snippets as the CPU benchmark (benchmarks/cpu_encode.py), more of them
 and larger batches. Variants: sentence-transformers fp32 and fp16 (`model.half()`), polyformer
-fp32 and bfloat16 (the whole model, SentenceEncoder dtype="bfloat16"), both with a token budget.
+fp32 and bfloat16 (the whole model, SentenceEncoder dtype="bfloat16"), both with a 32k-token budget.
 Ratios are to sentence-transformers fp32; agreement is the cosine with its vectors.
 """
 

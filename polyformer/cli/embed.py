@@ -14,7 +14,7 @@ import typer
 
 MODEL_HELP = "Catalog name (all-MiniLM-L6-v2, SmolLM2-135M-Instruct), sentence-transformers / HF folder or .gguf file."
 POOLING_HELP = "cls | mean | max | last | weighted-mean (default: the folder's, else mean for encoders, last for decoders)."
-DTYPE_HELP = "float32 | bfloat16 | int8 (CPU: linear layers) | bfloat16 / float16 (GPU: whole model)."
+DTYPE_HELP = "float32 | bfloat16 (whole model) | int8 (CPU: weight-only int8 linear layers) | float16 (GPU)."
 DEVICE_HELP = "auto | cpu | cuda | cuda:N."
 
 
@@ -28,8 +28,8 @@ def load_encoder(model: str, pooling: Optional[str], max_seq_length: Optional[in
 def embed(
     model: str = typer.Option(..., "--model", help=MODEL_HELP),
     inputs: list[str] = typer.Option(..., "--input", help=".txt (one text per line; - for stdin), .jsonl or .csv; repeatable."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per batch (without --max-tokens)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Padded tokens per batch instead of a fixed batch size."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Batches hold batch-size x 128 padded tokens (short texts: more of them)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Padded tokens per batch (overrides --batch-size)."),
     pooling: Optional[str] = typer.Option(None, "--pooling", help=POOLING_HELP),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Scale vectors to unit length."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", min=1, help="Tokens per text; longer texts are truncated."),
