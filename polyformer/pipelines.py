@@ -12,7 +12,8 @@
 Tasks (aliases in brackets): text-classification [sentiment-analysis] — a fine-tuned classify or
 pair model (pairs as `(a, b)` or `{"text": a, "text_pair": b}`); token-classification [ner];
 question-answering; fill-mask; zero-shot-classification (prompting a decoder's LM head, see
-`polyformer.tasks.prompting`; `examples=[(text, label), ...]` makes it few-shot);
+`polyformer.tasks.prompting`; `examples=[(text, label), ...]` makes it few-shot, `calibrate=True`
+divides out the label prior);
 feature-extraction and sentence-similarity (`pf.SentenceEncoder`); text-generation
 (`polyformer.generation.pipeline.TextGenerationPipeline`, imported when asked for).
 
@@ -99,12 +100,13 @@ class ZeroShotPipeline:
     """Classification by prompting a decoder: the labels are given per call."""
 
     def __init__(self, model: Any, tokenizer: Any = None, device: str = "auto", template: str | None = None,
-                 instruction: str | None = None, examples: Sequence[tuple[str, str]] = (), batch_size: int = 16) -> None:
+                 instruction: str | None = None, examples: Sequence[tuple[str, str]] = (), batch_size: int = 16,
+                 calibrate: bool = False) -> None:
         from polyformer.tasks.recipe import inference_device
 
         model, tokenizer = _model_and_tokenizer(model, tokenizer)
         self.model, self.tokenizer = model.to(inference_device(device)), tokenizer
-        self.template, self.instruction, self.batch_size = template, instruction, batch_size
+        self.template, self.instruction, self.batch_size, self.calibrate = template, instruction, batch_size, calibrate
         self.examples = list(examples)
         self._classifiers: dict[tuple[str, ...], Any] = {}
 
@@ -119,7 +121,7 @@ class ZeroShotPipeline:
             unknown = sorted({shot.label for shot in shots} - set(labels))
             if unknown:
                 raise ConfigError(f"examples use label(s) {unknown} that are not among candidate_labels {list(labels)}")
-            spec = PromptSpec({label: label for label in labels}, shots=shots,
+            spec = PromptSpec({label: label for label in labels}, shots=shots, calibrate=self.calibrate,
                               **{k: v for k, v in (("template", self.template), ("instruction", self.instruction)) if v is not None})
             self._classifiers[key] = PromptClassifier(self.model, TaskTokenizer(self.tokenizer, 512), spec)
         return self._classifiers[key]

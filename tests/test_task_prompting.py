@@ -82,3 +82,26 @@ def test_prompt_spec_defaults_and_errors(tmp_path):
     encoder = pf.load(encoder_dir(tokenizer, tmp_path / "bert"))
     with pytest.raises(ConfigError, match="prompting needs a decoder with an LM head"):
         PromptClassifier(encoder, TaskTokenizer(tokenizer, 64), spec)
+
+
+def test_contextual_calibration_divides_out_the_content_free_prior(decoder):
+    from polyformer.tasks.prompting import CONTENT_FREE
+
+    model, tokenizer, _ = decoder
+    spec = PromptSpec({"fresh": "good", "rotten": "bad"}, shots=SHOTS[:2])
+    classifier = PromptClassifier(model, TaskTokenizer(tokenizer, 256), spec)
+    prior = torch.tensor([_whole_prompt_scores(model, tokenizer, spec, text) for text in CONTENT_FREE]).softmax(-1).mean(0)
+    assert classifier.label_prior().tolist() == pytest.approx(prior.tolist(), abs=1e-5)
+    texts = [text for text, _ in SENTIMENT]
+    raw = classifier.log_probs(texts)
+    expected = raw.log_softmax(-1) - prior.log()
+    torch.testing.assert_close(classifier.calibrated(raw), expected, atol=1e-5, rtol=0)
+    examples = [TextExample(text, label=label, where=str(i)) for i, (text, label) in enumerate(SENTIMENT)]
+    result = classifier.evaluate(examples)
+    gold = [0 if label == "fresh" else 1 for _, label in SENTIMENT]
+    assert result.metrics["accuracy"] == pytest.approx(sum(int(p == g) for p, g in zip(raw.argmax(-1).tolist(), gold)) / 8)
+    assert result.metrics["calibrated_accuracy"] == pytest.approx(
+        sum(int(p == g) for p, g in zip(expected.argmax(-1).tolist(), gold)) / 8)
+    spec.calibrate = True
+    assert classifier.scores(texts).argmax(-1).tolist() == expected.argmax(-1).tolist()
+    assert classifier.evaluate(examples).metrics["uncalibrated_accuracy"] == result.metrics["accuracy"]

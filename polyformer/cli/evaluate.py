@@ -31,6 +31,7 @@ def evaluate(
     verbalizer: Optional[list[str]] = shared.VERBALIZER,
     template: Optional[str] = shared.TEMPLATE,
     instruction: Optional[str] = shared.INSTRUCTION,
+    calibrate: bool = shared.CALIBRATE,
     seed: int = typer.Option(0, "--seed", help="--prompt: seed of the demonstrations' choice and order."),
     text_column: Optional[str] = shared.TEXT_COLUMN,
     text_a_column: Optional[str] = shared.TEXT_A_COLUMN,
@@ -47,7 +48,7 @@ def evaluate(
         from polyformer.tasks.prompting import evaluate_prompted
 
         result = evaluate_prompted(model, data, split, options, shots=shots, verbalizers=shared.verbalizers(verbalizer),
-                                   template=template, instruction=instruction, seed=seed)
+                                   template=template, instruction=instruction, seed=seed, calibrate=calibrate)
     else:
         result = recipe.evaluate(task, model, data, split, options)
     shared.echo_json(result.metrics)

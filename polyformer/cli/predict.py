@@ -35,6 +35,7 @@ def predict(
     verbalizer: Optional[list[str]] = shared.VERBALIZER,
     template: Optional[str] = shared.TEMPLATE,
     instruction: Optional[str] = shared.INSTRUCTION,
+    calibrate: bool = shared.CALIBRATE,
     seed: int = typer.Option(0, "--seed", help="--prompt: seed of the demonstrations' choice and order."),
     text_column: Optional[str] = shared.TEXT_COLUMN,
     text_a_column: Optional[str] = shared.TEXT_A_COLUMN,
@@ -51,7 +52,7 @@ def predict(
         rows = _fill_mask(model, inputs, top_k, options)
     elif prompt:
         rows = _prompted(model, inputs, options, data=data, shots=shots, verbalizers=shared.verbalizers(verbalizer),
-                         template=template, instruction=instruction, seed=seed)
+                         template=template, instruction=instruction, seed=seed, calibrate=calibrate)
     else:
         task_ = recipe.get_task(task)
         loaded, encoder = recipe.load_for_task(task_, model, None, options)

@@ -29,6 +29,7 @@ SHOTS = typer.Option(0, "--shots", help="--prompt: labelled examples from the tr
 VERBALIZER = typer.Option(None, "--verbalizer", help="--prompt: LABEL=WORDS, the continuation scored for a label (repeatable).")
 TEMPLATE = typer.Option(None, "--template", help="--prompt: how one example reads, with {text} (default 'Text: {text}\\nLabel:').")
 INSTRUCTION = typer.Option(None, "--instruction", help="--prompt: text put before the examples.")
+CALIBRATE = typer.Option(False, "--calibrate/--no-calibrate", help="--prompt: predict with contextual calibration (divide out the label prior of content-free texts).")
 
 
 def columns(text: Optional[str], text_a: Optional[str], text_b: Optional[str], label: Optional[str],

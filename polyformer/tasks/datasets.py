@@ -58,6 +58,11 @@ def normalize_split(split: str) -> str:
 
 
 # ---- records ----------------------------------------------------------------------------------
+def file_kind(path: str | Path) -> str:
+    """A data file's format suffix (`.jsonl`, `.csv`, ...), looking through `.bz2`."""
+    return _suffix(Path(path))
+
+
 def data_file(spec: str | Path, what: str, suffixes: Sequence[str] = RECORD_SUFFIXES) -> Path:
     """The path of a data file; DataError when it is missing or of an unsupported kind."""
     path = Path(spec)

@@ -104,7 +104,7 @@ class NerTask:
     def load(self, data: str, split: str, options: TaskOptions) -> list[TaggedSentence]:
         if data == self.builtin:
             sentences = [_checked(w, t, f"wnut16[{i}]") for i, (w, t) in enumerate(read_wnut16())]
-        elif datasets._suffix(Path(data)) == ".jsonl":
+        elif datasets.file_kind(data) == ".jsonl":
             sentences = _jsonl_sentences(data, options)
         else:
             sentences = read_conll(data)

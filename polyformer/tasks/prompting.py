@@ -18,6 +18,13 @@ with the blank line that separates it from the prefix. Demonstrations come from 
 (round-robin over the labels in sorted order, each label's examples in a seeded random order),
 then shuffled with the same seed.
 
+Small models lean towards one label whatever the text. Contextual calibration (Zhao et al.
+2021, "Calibrate before use") divides that lean out: the label distribution the prompt gives
+content-free texts ("N/A", "", "[MASK]"), averaged, is the prior p_cf, and a text's calibrated
+score is log p(label | text) - log p_cf(label) with p(label | text) normalised over the labels.
+`evaluate` reports both (the `calibrated_` / `uncalibrated_` metrics are the other mode);
+`calibrate=True` makes calibrated scores the predictions.
+
 The shared prefix (instruction + demonstrations) is run through the model once; its key/value
 cache is copied to every batch, so K shots cost little more than zero shots. When every
 verbalizer is a single token, one forward per text scores all labels at once.
@@ -42,6 +49,7 @@ from polyformer.tasks.encoding import TaskTokenizer
 from polyformer.tasks.metrics import classification_scores, confusion_matrix
 
 DEFAULT_TEMPLATE = "Text: {text}\nLabel:"
+CONTENT_FREE = ("N/A", "", "[MASK]")
 SEPARATOR = "\n\n"
 BUILTIN_PROMPTS = {
     "rotten_tomatoes": {
@@ -61,6 +69,7 @@ class PromptSpec:
     instruction: str = ""
     shots: list[TextExample] = field(default_factory=list)
     max_text_tokens: int = 256  # longer texts are cut (and counted)
+    calibrate: bool = False  # predict with contextual calibration (see `calibrated`)
 
     def __post_init__(self) -> None:
         if "{text}" not in self.template:
@@ -111,7 +120,7 @@ def choose_shots(examples: Sequence[TextExample], count: int, seed: int = 0) -> 
 
 def prompt_spec(data: str | None, train: Sequence[TextExample] | None, shots: int = 0,
                 verbalizers: dict[str, str] | None = None, template: str | None = None,
-                instruction: str | None = None, seed: int = 0) -> PromptSpec:
+                instruction: str | None = None, seed: int = 0, calibrate: bool = False) -> PromptSpec:
     """The prompt for a dataset: built-in defaults, labels from the train split, overrides on top."""
     defaults = BUILTIN_PROMPTS.get(data or "", {})
     labels = sorted({e.label for e in train or [] if e.label is not None})
@@ -129,6 +138,7 @@ def prompt_spec(data: str | None, train: Sequence[TextExample] | None, shots: in
         template=template or defaults.get("template", DEFAULT_TEMPLATE),  # type: ignore[arg-type]
         instruction=instruction if instruction is not None else defaults.get("instruction", ""),  # type: ignore[arg-type]
         shots=choose_shots(train or [], shots, seed),
+        calibrate=calibrate,
     )
 
 
@@ -148,6 +158,7 @@ class PromptClassifier:
         self.prefix_ids = tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
         self._prefix_cache = self._run_prefix()
         self.last_truncated = 0
+        self._prior: torch.Tensor | None = None
 
     @torch.inference_mode()
     def _run_prefix(self) -> KVCache | None:
@@ -172,8 +183,23 @@ class PromptClassifier:
                 rows.extend((index, label, ids + cont[:-1]) for label, cont in enumerate(self.continuations))
         return rows
 
-    @torch.inference_mode()
+    def label_prior(self) -> torch.Tensor:
+        """(labels,) the mean label distribution of the content-free texts (computed once)."""
+        if self._prior is None:
+            self._prior = self.log_probs(list(CONTENT_FREE)).softmax(-1).mean(0)
+        return self._prior
+
+    def calibrated(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """(N, labels) log p(label | text), normalised over the labels, minus log p_cf(label)."""
+        return log_probs.log_softmax(-1) - self.label_prior().log()
+
     def scores(self, texts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+        """(N, labels) the scores predictions take the best of: calibrated when the spec says so."""
+        log_probs = self.log_probs(texts, batch_size)
+        return self.calibrated(log_probs) if self.spec.calibrate else log_probs
+
+    @torch.inference_mode()
+    def log_probs(self, texts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
         """(N, labels) summed log-probabilities of each label's continuation."""
         out = torch.zeros(len(texts), len(self.continuations))
         rows = self._rows(texts)
@@ -213,16 +239,25 @@ class PromptClassifier:
 
     # ---- task results ---------------------------------------------------------------------------
     def evaluate(self, examples: Sequence[TextExample], batch_size: int = 16) -> Evaluation:
+        """Metrics of the spec's mode, plus accuracy and macro-F1 of the other (calibrated or not)."""
         labels = self.spec.labels
         check_labels([(e.where, e.label or "") for e in examples], labels, "the prompt")
-        scores = self.scores([e.text for e in examples], batch_size)
+        raw = self.log_probs([e.text for e in examples], batch_size)
+        truncated = self.last_truncated
+        modes = {"uncalibrated": raw, "calibrated": self.calibrated(raw)}
+        main = "calibrated" if self.spec.calibrate else "uncalibrated"
         index = {label: i for i, label in enumerate(labels)}
-        gold, predicted = [index[e.label] for e in examples], scores.argmax(-1).tolist()  # type: ignore[index]
-        metrics = classification_scores(gold, predicted, labels)
-        details = {"confusion_matrix": confusion_matrix(gold, predicted, len(labels)).tolist(), "labels": labels,
-                   "prompt_prefix": self.spec.prefix(), "template": self.spec.template, "verbalizers": self.spec.verbalizers}
-        return Evaluation({**metrics, "examples": len(examples), "shots": len(self.spec.shots),
-                           "truncated": self.last_truncated}, details)
+        gold = [index[e.label] for e in examples]  # type: ignore[index]
+        predicted = {mode: scores.argmax(-1).tolist() for mode, scores in modes.items()}
+        metrics = classification_scores(gold, predicted[main], labels)
+        other = next(mode for mode in modes if mode != main)
+        extra = classification_scores(gold, predicted[other], labels)
+        details = {"confusion_matrix": confusion_matrix(gold, predicted[main], len(labels)).tolist(), "labels": labels,
+                   "label_prior": dict(zip(labels, self.label_prior().tolist())), "prompt_prefix": self.spec.prefix(),
+                   "template": self.spec.template, "verbalizers": self.spec.verbalizers}
+        return Evaluation({**metrics, f"{other}_accuracy": extra["accuracy"], f"{other}_macro_f1": extra["macro_f1"],
+                           "calibrated": float(self.spec.calibrate), "examples": len(examples),
+                           "shots": len(self.spec.shots), "truncated": truncated}, details)
 
     def predict(self, inputs: Sequence[TextExample], batch_size: int = 16) -> list[dict]:
         scores = self.scores([e.text for e in inputs], batch_size)
@@ -237,7 +272,7 @@ class PromptClassifier:
 # ---- recipe level: load, build the prompt, run ----------------------------------------------------
 def prompted_classifier(model, data: str | None, options, shots: int = 0, verbalizers: dict[str, str] | None = None,
                         template: str | None = None, instruction: str | None = None, seed: int = 0,
-                        tokenizer=None) -> PromptClassifier:
+                        calibrate: bool = False, tokenizer=None) -> PromptClassifier:
     """A PromptClassifier for a model spec (or object + tokenizer), labels and shots from `data`'s train split."""
     from polyformer.tasks.classify import CLASSIFY
     from polyformer.tasks.models import load_pretrained
@@ -252,7 +287,7 @@ def prompted_classifier(model, data: str | None, options, shots: int = 0, verbal
     if data is None and not verbalizers:
         raise ConfigError("prompting needs the labels: pass --data (its train split gives them) or --verbalizer LABEL=WORDS")
     train = CLASSIFY.load(data, "train", options) if data is not None else None
-    spec = prompt_spec(data, train, shots, verbalizers, template, instruction, seed)
+    spec = prompt_spec(data, train, shots, verbalizers, template, instruction, seed, calibrate)
     loaded = loaded.to(inference_device(options.device))
     return PromptClassifier(loaded, TaskTokenizer(tokenizer, options.max_length or 512), spec)
 

@@ -115,7 +115,7 @@ class QATask:
     def load(self, data: str, split: str, options: TaskOptions) -> list[QAExample]:
         if data == self.builtin:
             examples = read_squad(builtin_path())
-        elif datasets._suffix(Path(data)) == ".jsonl":
+        elif datasets.file_kind(data) == ".jsonl":
             examples = _jsonl_examples(data, options)
         else:
             examples = read_squad(data)
