@@ -46,7 +46,7 @@ def index_rows(record: dict) -> list[list[object]]:
     return [[
         f"{row['kind']} index, {record['vectors']:,} x {record['dimension']}" + (f", {row['parameter']} {row['value']}" if row["parameter"] else ""),
         f"query {row['query_ms']:.2f} ms, build {row['build_s']:.1f} s",
-        f"{row['faiss_query_ms']:.2f} ms (bare FAISS)",
+        f"{row['faiss_query_ms']:.2f} ms (bare FAISS, 1 thread; {row['faiss_default_threads_query_ms']:.2f} ms default threads)",
         f"{row['faiss_query_ms'] / row['query_ms']:.2f}x",
         f"recall@10 {row['recall@10']:.3f}",
     ] for row in record["rows"]]
