@@ -52,7 +52,7 @@ def compiled_decode_step(device: torch.device):
     """`decode_step` under torch.compile: a CUDA graph on CUDA, inductor kernels on CPU."""
     mode = "reduce-overhead" if device.type == "cuda" else "default"
     if mode not in _compiled:
-        _compiled[mode] = torch.compile(decode_step, mode=mode, fullgraph=True)
+        _compiled[mode] = torch.compile(decode_step, mode=mode, fullgraph=True, dynamic=False)  # one graph per shape
     return _compiled[mode]
 
 
