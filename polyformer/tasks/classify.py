@@ -2,7 +2,7 @@
 
 `classify` reads single texts: the built-in `rotten_tomatoes` (12,808 review snippets, fresh /
 rotten; deterministic stratified 80/10/10 train/dev/test split, seed 1234, so the test split is
-1,281 snippets) or any csv / jsonl with `text` and `label` columns. `pair` reads `text_a` /
+1,280 snippets) or any csv / jsonl with `text` and `label` columns. `pair` reads `text_a` /
 `text_b` with a `label` (cross-encoder classification) or a `score` (similarity regression, one
 output, squared-error loss; chosen when the data has scores and no labels, or with
 `regression=True`); its built-in data is Shakespeare's real-vs-random next line (see pair.py).
