@@ -34,7 +34,7 @@ class EncodeSettings:
     texts: int = 2000
     batch_size: int = 32
     max_tokens: int = 16384
-    repeats: int = 5  # single runs vary by ±15% on a 2-core machine; the median of 5 is steadier
+    repeats: int = 5  # single runs vary by about ±10% on a 2-core machine; the median of 5 is steadier
     precisions: tuple[str, ...] = ("bfloat16", "int8")
     retrieval: bool = True
     retrieval_queries: int = 1000

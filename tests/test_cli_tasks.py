@@ -77,7 +77,7 @@ def test_fill_mask_and_prompting_through_the_cli(tmp_path):
     metrics = json.loads(prompted.stdout)
     assert metrics["shots"] == 2 and metrics["examples"] == 14
     answered = run_cli("predict", "--task", "classify", "--model", decoder, "--input", write_jsonl(tmp_path / "in.jsonl", [
-        {"text": "dull"}]), "--prompt", "--verbalizer", "fresh=good", "--verbalizer", "rotten=bad")
+        {"text": "dull"}]), "--prompt", "--calibrate", "--verbalizer", "fresh=good", "--verbalizer", "rotten=bad")
     assert answered.returncode == 0, answered.stderr
     assert set(json.loads(answered.stdout)["scores"]) == {"fresh", "rotten"}
 

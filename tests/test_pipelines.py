@@ -97,6 +97,10 @@ def test_zero_shot_classification_ranks_the_candidate_labels(tmp_path):
     direct = PromptClassifier(model, TaskTokenizer(tokenizer, 512), PromptSpec({"positive": "positive", "negative": "negative"}))
     log_probs = direct.scores(["a gripping thriller"])[0].softmax(-1)  # labels in sorted order: negative, positive
     assert dict(zip(result["labels"], result["scores"])) == pytest.approx({"negative": float(log_probs[0]), "positive": float(log_probs[1])})
+    calibrated = pf.pipeline("zero-shot-classification", model, tokenizer=tokenizer, calibrate=True)
+    result = calibrated("a gripping thriller", candidate_labels=["positive", "negative"])
+    expected = direct.calibrated(direct.log_probs(["a gripping thriller"]))[0].softmax(-1)
+    assert dict(zip(result["labels"], result["scores"])) == pytest.approx({"negative": float(expected[0]), "positive": float(expected[1])})
     few_shot = pf.pipeline("zero-shot-classification", model, tokenizer=tokenizer, examples=[("a joyful delight", "positive")])
     assert len(few_shot(["dull", "fun"], candidate_labels=["positive", "negative"])) == 2
     with pytest.raises(ConfigError, match="not among candidate_labels"):

@@ -38,6 +38,18 @@ def test_token_classifier_overfits_to_perfect_entity_f1(trained):
     assert scores.details["per_type"]["geo-loc"]["support"] == 4
 
 
+def test_evaluate_cli_writes_the_per_type_report(trained, tmp_path):
+    from cli_runner import run_cli
+
+    result, data = trained
+    evaluated = run_cli("evaluate", "--task", "ner", "--model", result.model_dir.parent, "--data", data, "--out", tmp_path / "report")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = (tmp_path / "report" / "entities.md").read_text().splitlines()
+    assert report[0] == "| type | precision | recall | F1 | support |"
+    assert report[2:] == ["| company | 1.000 | 1.000 | 1.000 | 2 |", "| geo-loc | 1.000 | 1.000 | 1.000 | 4 |",
+                          "| person | 1.000 | 1.000 | 1.000 | 3 |"]
+
+
 def test_predict_returns_entities_with_character_offsets(trained):
     result, _ = trained
     text = "Obama visited Paris today"
