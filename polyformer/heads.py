@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from polyformer.config import ModelConfig
+from polyformer.core.linear import Linear
 from polyformer.core.mlp import activation
 from polyformer.core.norms import make_norm
 from polyformer.core.pooling import pool
@@ -21,7 +22,7 @@ class Pooler(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(hidden[:, 0]))
@@ -32,10 +33,10 @@ class MLMHead(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.activation)
         self.norm = make_norm(config)
-        self.proj = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.proj = Linear(config.hidden_size, config.vocab_size, bias=True)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.proj(self.norm(self.act(self.dense(hidden))))
@@ -46,7 +47,7 @@ class LMHead(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.proj = nn.Linear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
+        self.proj = Linear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.proj(hidden)
@@ -58,7 +59,7 @@ class Classifier(nn.Module):
     def __init__(self, config: ModelConfig, num_outputs: int) -> None:
         super().__init__()
         self.dropout = nn.Dropout(config.dropout)
-        self.proj = nn.Linear(config.hidden_size, num_outputs)
+        self.proj = Linear(config.hidden_size, num_outputs)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.proj(self.dropout(hidden))

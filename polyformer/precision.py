@@ -7,8 +7,8 @@ its linear layers, and at batch 1 those are bound by how many weight bytes cross
 
 - ``"float32"``: nothing changes (the default; the reference for quality).
 - ``"bfloat16"``: `BF16Linear` keeps the weight in bfloat16 and multiplies in bfloat16 (AMX /
-  AVX512-BF16 on recent x86 CPUs, tensor cores on GPUs; a single row goes through a
-  matrix-vector product, which torch runs faster than its one-row matmul). Inputs are cast to
+  AVX512-BF16 on recent x86 CPUs through oneDNN, see `polyformer.core.linear`; tensor cores on
+  GPUs). Inputs are cast to
   bfloat16 at the layer and outputs back to the input dtype, so norms, residuals, softmax and the
   KV cache stay float32.
 - ``"int8"``: `Int8Linear` keeps weight-only int8 values with one scale per output channel
@@ -30,9 +30,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from polyformer.core.linear import linear
 from polyformer.errors import ConfigError
 
 PRECISIONS = ("float32", "bfloat16", "int8")
@@ -59,11 +59,7 @@ class BF16Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (N, in)
-        if rows.shape[0] == 1:
-            out = torch.mv(self.weight, rows[0])[None]
-            out = out if self.bias is None else out + self.bias
-        else:
-            out = F.linear(rows, self.weight, self.bias)
+        out = linear(rows, self.weight, self.bias)
         return out.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
@@ -94,7 +90,7 @@ class Int8Linear(nn.Module):
         else:
             if self._dequantized is None or self._dequantized.device != self.qweight.device:
                 self._dequantized = self.dequantized()
-            out = F.linear(rows, self._dequantized)
+            out = linear(rows, self._dequantized)
         out = out.to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(x.dtype)
@@ -123,7 +119,7 @@ def apply_precision(model: nn.Module, precision: str, exclude: Iterable[str] = (
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             qualified = f"{name}.{child_name}" if name else child_name
-            if type(child) is nn.Linear and not any(qualified == s or qualified.startswith(s + ".") for s in skipped):
+            if isinstance(child, nn.Linear) and not any(qualified == s or qualified.startswith(s + ".") for s in skipped):
                 setattr(module, child_name, layer(child))
     return model
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from polyformer.config import ModelConfig
 from polyformer.core.cache import KVCache
+from polyformer.core.linear import Linear
 from polyformer.core.positions import apply_rotary
 
 
@@ -96,11 +97,11 @@ class Attention(nn.Module):
         kv_size = self.num_kv_heads * self.head_dim
         bias = config.attention_bias
         if cross:
-            self.q = nn.Linear(config.hidden_size, q_size, bias=bias)
-            self.kv = nn.Linear(config.hidden_size, 2 * kv_size, bias=bias)
+            self.q = Linear(config.hidden_size, q_size, bias=bias)
+            self.kv = Linear(config.hidden_size, 2 * kv_size, bias=bias)
         else:
-            self.qkv = nn.Linear(config.hidden_size, q_size + 2 * kv_size, bias=bias)
-        self.out = nn.Linear(q_size, config.hidden_size, bias=bias)
+            self.qkv = Linear(config.hidden_size, q_size + 2 * kv_size, bias=bias)
+        self.out = Linear(q_size, config.hidden_size, bias=bias)
 
     def _heads(self, x: torch.Tensor, num_heads: int) -> torch.Tensor:
         batch, length, _ = x.shape

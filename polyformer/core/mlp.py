@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polyformer.config import ModelConfig
+from polyformer.core.linear import Linear, linear_gelu
 
 _ACTIVATIONS = {
     "gelu": F.gelu,
@@ -16,6 +17,7 @@ _ACTIVATIONS = {
     "swiglu": F.silu,
     "geglu": F.gelu,
 }
+_GELU_APPROXIMATION = {"gelu": "none", "gelu_new": "tanh"}
 
 
 def activation(name: str):
@@ -30,12 +32,15 @@ class MLP(nn.Module):
         super().__init__()
         self.gated = config.gated_mlp
         self.act = activation(config.activation)
+        self.gelu = _GELU_APPROXIMATION.get(config.activation) if not self.gated else None  # fused into `up` when set
         width = config.ffn_size
-        self.up = nn.Linear(config.hidden_size, 2 * width if self.gated else width, bias=config.mlp_bias)
-        self.down = nn.Linear(width, config.hidden_size, bias=config.mlp_bias)
+        self.up = Linear(config.hidden_size, 2 * width if self.gated else width, bias=config.mlp_bias)
+        self.down = Linear(width, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
             gate, up = self.up(x).chunk(2, dim=-1)  # the first half gates the second
             return self.down(self.act(gate) * up)
+        if self.gelu is not None and type(self.up) is Linear:  # not once precision.py swapped the layer
+            return self.down(linear_gelu(x, self.up.weight, self.up.bias, self.gelu))
         return self.down(self.act(self.up(x)))
