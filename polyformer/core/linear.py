@@ -7,7 +7,8 @@ AVX-512 AMD EPYC: about 180 vs 400 GFLOP/s for encoder shapes, and 14 vs 36 GB/s
 vocabulary-sized matrix-vector product). `Linear` keeps the `nn.Linear` interface, parameters and
 state-dict names, and under inference (no autograd graph to record) on CPU routes float32 and
 bfloat16 products through oneDNN (`torch.ops.mkldnn._linear_pointwise`, the kernel
-`torch.compile` itself emits for CPU linears). Training, GPUs and other dtypes use `F.linear`.
+`torch.compile` itself emits for CPU linears). Training, GPUs, other dtypes and code being
+compiled use `F.linear`.
 
 The results match `F.linear` to float32 rounding (a different summation order), not bit for bit.
 `set_cpu_kernel("blas")` (or the environment variable POLYFORMER_CPU_LINEAR=blas) switches the
@@ -60,6 +61,7 @@ def _takes_fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.dtype in _FAST_DTYPES
         and weight.dtype == x.dtype
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and not torch.compiler.is_compiling()  # inductor lowers F.linear itself (and wants this op's weight prepacked)
     )
 
 
