@@ -54,16 +54,37 @@ def test_bfloat16_and_non_contiguous_inputs():
         torch.testing.assert_close(linear(strided, w.float()), F.linear(strided, w.float()), rtol=1e-5, atol=1e-4)
 
 
-def test_training_uses_autograd_and_gets_gradients():
+@needs_onednn
+@pytest.mark.parametrize("bias", [True, False])
+def test_training_gradients_match_f_linear(bias):
+    torch.manual_seed(0)
+    layer = Linear(48, 40, bias=bias)
+    x = torch.randn(3, 5, 48, requires_grad=True)
+    target = torch.randn(3, 5, 40)
+    assert "mkldnn::_linear_pointwise" in _ops(lambda: layer(x).sum().backward())
+    x.grad = None
+    layer.zero_grad(set_to_none=True)
+    (layer(x) - target).square().sum().backward()
+    got = [x.grad, layer.weight.grad] + ([layer.bias.grad] if bias else [])
+    reference_x = x.detach().clone().requires_grad_(True)
+    weight = layer.weight.detach().clone().requires_grad_(True)
+    reference_bias = layer.bias.detach().clone().requires_grad_(True) if bias else None
+    (F.linear(reference_x, weight, reference_bias) - target).square().sum().backward()
+    expected = [reference_x.grad, weight.grad] + ([reference_bias.grad] if bias else [])
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-3)
+
+
+def test_frozen_weight_and_autocast_still_train():
     torch.manual_seed(0)
     layer = Linear(16, 8)
+    layer.weight.requires_grad_(False)
     x = torch.randn(4, 16, requires_grad=True)
-    assert "mkldnn::_linear_pointwise" not in _ops(lambda: layer(x))
-    layer(x).square().sum().backward()
-    reference = x.detach().clone().requires_grad_(True)
-    F.linear(reference, layer.weight, layer.bias).square().sum().backward()
-    torch.testing.assert_close(x.grad, reference.grad)
-    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    layer(x).sum().backward()
+    torch.testing.assert_close(x.grad, layer.weight.sum(0).expand(4, 16), rtol=1e-5, atol=1e-5)
+    assert layer.weight.grad is None and layer.bias.grad is not None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16  # autocast keeps deciding the dtype
 
 
 @needs_onednn

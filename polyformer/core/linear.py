@@ -1,14 +1,15 @@
-"""The core's linear layer: `nn.Linear` with a faster CPU inference kernel.
+"""The core's linear layer: `nn.Linear` with a faster CPU kernel (inference and training).
 
 Linear layers are most of a Transformer's time on a CPU: about 80% of an encoder forward and
 nearly all of a decode step. PyTorch's CPU `F.linear` calls the BLAS it was built with (MKL on
 x86), whose float32 GEMM reaches well under half of what oneDNN's kernels do on some CPUs (on an
 AVX-512 AMD EPYC: about 180 vs 400 GFLOP/s for encoder shapes, and 14 vs 36 GB/s of weights for a
 vocabulary-sized matrix-vector product). `Linear` keeps the `nn.Linear` interface, parameters and
-state-dict names, and under inference (no autograd graph to record) on CPU routes float32 and
-bfloat16 products through oneDNN (`torch.ops.mkldnn._linear_pointwise`, the kernel
-`torch.compile` itself emits for CPU linears). Training, GPUs, other dtypes and code being
-compiled use `F.linear`.
+state-dict names, and on CPU routes float32 and bfloat16 products through oneDNN
+(`torch.ops.mkldnn._linear_pointwise`, the kernel `torch.compile` itself emits for CPU
+linears): in inference directly, in training through a small autograd function whose backward
+products (grad_x = g W, grad_W = g^T x) are oneDNN products too. GPUs, other dtypes, autocast
+regions (autocast picks the dtype through `F.linear`) and code being compiled use `F.linear`.
 
 The results match `F.linear` to float32 rounding (a different summation order), not bit for bit.
 `set_cpu_kernel("blas")` (or the environment variable POLYFORMER_CPU_LINEAR=blas) switches the
@@ -22,6 +23,7 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from polyformer.errors import ConfigError
 
@@ -60,23 +62,58 @@ def _takes_fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.device.type == "cpu"
         and x.dtype in _FAST_DTYPES
         and weight.dtype == x.dtype
-        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and type(weight) in (torch.Tensor, nn.Parameter)  # not a tensor subclass (DTensor, fake, ...)
+        and not torch.is_autocast_enabled("cpu")  # autocast decides the dtype through F.linear
         and not torch.compiler.is_compiling()  # inductor lowers F.linear itself (and wants this op's weight prepacked)
     )
 
 
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str = "none", algorithm: str = "") -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
+
+
+def _records_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """x W^T + b with oneDNN products forward and backward (the op itself has no derivative)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn(rows, weight.t(), None).view(x.shape)  # (N, out) @ (out, in)
+        if ctx.needs_input_grad[1]:
+            grad_w = _onednn(rows.t(), x.reshape(-1, x.shape[-1]).t(), None)  # (out, N) @ (N, in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = rows.sum(0)
+        return grad_x, grad_w, grad_b
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x W^T + b like `F.linear`; oneDNN on CPU when no gradient is recorded."""
-    if _takes_fast_path(x, weight):
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
+    """x W^T + b like `F.linear`; oneDNN on CPU for float32 / bfloat16 (forward and backward)."""
+    if not _takes_fast_path(x, weight):
+        return F.linear(x, weight, bias)
+    if _records_grad(x, weight, bias):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return _onednn(x, weight, bias)
 
 
 def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, approximate: str = "none") -> torch.Tensor:
-    """gelu(x W^T + b); on the oneDNN path the GELU is fused into the product's output."""
-    if _takes_fast_path(x, weight):
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "gelu", [], approximate)
-    return F.gelu(F.linear(x, weight, bias), approximate=approximate)
+    """gelu(x W^T + b); in oneDNN inference the GELU is fused into the product's output."""
+    if _takes_fast_path(x, weight) and not _records_grad(x, weight, bias):
+        return _onednn(x, weight, bias, "gelu", approximate)
+    return F.gelu(linear(x, weight, bias), approximate=approximate)
 
 
 class Linear(nn.Linear):
