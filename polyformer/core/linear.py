@@ -32,7 +32,14 @@ _FAST_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def _onednn_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    """Whether this torch build runs the oneDNN linear op here (probed once on a 1 x 2 product)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    try:
+        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), torch.ones(3, 2), None, "none", [], "")
+    except RuntimeError:  # e.g. a CPU or build without the kernel
+        return False
+    return bool(torch.equal(out, torch.full((1, 3), 2.0)))
 
 
 def _kernel_from_environment() -> str:
