@@ -1,7 +1,7 @@
 """Run the CPU benchmarks, print a markdown table and write `benchmarks/results/cpu.json`.
 
     python -m benchmarks.run                # everything, 2 threads
-    python -m benchmarks.run --only encode  # one benchmark: encode | forward | decode | train | index
+    python -m benchmarks.run --only encode  # one benchmark: linear | encode | forward | decode | train | index
     python -m benchmarks.run --quick        # fewer texts and repeats (a smoke run)
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_train, gpu_encode, index_bench
+from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_linear, cpu_train, gpu_encode, index_bench
 from benchmarks.timing import markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "cpu.json"
@@ -90,6 +90,17 @@ def decode_rows(record: dict) -> list[list[object]]:
     return rows
 
 
+def linear_rows(record: dict) -> list[list[object]]:
+    reference = cpu_linear.REFERENCE
+    return [[
+        f"linear {row['m']} x {row['k']} → {row['n']}: {row['work']}",
+        f"{row['ms']['polyformer']:.3f} ms, {row['gflop_per_s']['polyformer']:.0f} GFLOP/s, {row['weight_gb_per_s']['polyformer']:.1f} GB/s",
+        f"{row['ms'][reference]:.3f} ms, {row['gflop_per_s'][reference]:.0f} GFLOP/s, {row['weight_gb_per_s'][reference]:.1f} GB/s ({reference})",
+        f"{row['ratio']:.2f}x ({row['ratio_best']:.2f}x)",
+        f"max |diff| {row['max_abs_diff']:.2g}",
+    ] for row in record["shapes"]]
+
+
 def train_rows(records: list[dict]) -> list[list[object]]:
     return [[
         record["work"],
@@ -102,7 +113,7 @@ def train_rows(records: list[dict]) -> list[list[object]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["encode", "forward", "decode", "train", "index"], help="run one benchmark")
+    parser.add_argument("--only", choices=["linear", "encode", "forward", "decode", "train", "index"], help="run one benchmark")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer texts and repeats")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
@@ -112,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__},
     }
     rows: list[list[object]] = []
+    if args.only in (None, "linear"):
+        settings = cpu_linear.LinearSettings(repeats=3) if args.quick else cpu_linear.LinearSettings()
+        report["linear"] = cpu_linear.run(settings)
+        rows += linear_rows(report["linear"])
     if args.only in (None, "encode"):
         settings = cpu_encode.EncodeSettings(texts=200, repeats=1, retrieval_queries=100) if args.quick else cpu_encode.EncodeSettings()
         report["encode"] = cpu_encode.run(settings)

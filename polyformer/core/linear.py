@@ -3,8 +3,8 @@
 Linear layers are most of a Transformer's time on a CPU: about 80% of an encoder forward and
 nearly all of a decode step. PyTorch's CPU `F.linear` calls the BLAS it was built with (MKL on
 x86), whose float32 GEMM reaches well under half of what oneDNN's kernels do on some CPUs (on an
-AVX-512 AMD EPYC: about 180 vs 400 GFLOP/s for encoder shapes, and 14 vs 36 GB/s of weights for a
-vocabulary-sized matrix-vector product). `Linear` keeps the `nn.Linear` interface, parameters and
+AVX-512 AMD EPYC, benchmarks/cpu_linear.py: about 165 vs 350 GFLOP/s for encoder shapes, and 11
+vs 34 GB/s of weights streamed from memory for a vocabulary-sized matrix-vector product). `Linear` keeps the `nn.Linear` interface, parameters and
 state-dict names, and on CPU routes float32 and bfloat16 products through oneDNN
 (`torch.ops.mkldnn._linear_pointwise`, the kernel `torch.compile` itself emits for CPU
 linears): in inference directly, in training through a small autograd function whose backward
