@@ -51,7 +51,7 @@ _use_onednn = _onednn_available() and _kernel_from_environment() == "onednn"
 
 
 def set_cpu_kernel(name: str) -> None:
-    """Choose the CPU inference kernel of every `Linear`: "onednn" (default where built) or "blas"."""
+    """Choose the CPU kernel of every `Linear`: "onednn" (the default where it runs) or "blas" (`F.linear`)."""
     global _use_onednn
     if name not in CPU_KERNELS:
         raise ConfigError(f"CPU linear kernel {name!r} is not one of {', '.join(CPU_KERNELS)}")
@@ -59,7 +59,7 @@ def set_cpu_kernel(name: str) -> None:
 
 
 def cpu_kernel() -> str:
-    """The CPU inference kernel `Linear` uses now: "onednn" or "blas"."""
+    """The CPU kernel `Linear` uses now: "onednn" or "blas"."""
     return "onednn" if _use_onednn else "blas"
 
 
@@ -124,7 +124,7 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` whose forward is `linear` (the oneDNN CPU inference path)."""
+    """`nn.Linear` whose forward is `linear` (oneDNN products on CPU, `F.linear` elsewhere)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
