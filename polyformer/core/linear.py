@@ -8,8 +8,10 @@ vs 34 GB/s of weights streamed from memory for a vocabulary-sized matrix-vector 
 state-dict names, and on CPU routes float32 and bfloat16 products through oneDNN
 (`torch.ops.mkldnn._linear_pointwise`, the kernel `torch.compile` itself emits for CPU
 linears): in inference directly, in training through a small autograd function whose backward
-products (grad_x = g W, grad_W = g^T x) are oneDNN products too. GPUs, other dtypes, autocast
-regions (autocast picks the dtype through `F.linear`) and code being compiled use `F.linear`.
+products (grad_x = g W, grad_W = g^T x) are oneDNN products too. GPUs, other dtypes and autocast
+regions (autocast picks the dtype through `F.linear`) use `F.linear`. Under torch.compile the
+inference product is an opaque custom op (`polyformer::onednn_linear`), so a compiled decode
+step keeps oneDNN's products; compiled training uses `F.linear`.
 
 The results match `F.linear` to float32 rounding (a different summation order), not bit for bit.
 `set_cpu_kernel("blas")` (or the environment variable POLYFORMER_CPU_LINEAR=blas) switches the
@@ -19,6 +21,7 @@ fast path off, e.g. to compare the two.
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -71,12 +74,25 @@ def _takes_fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and weight.dtype == x.dtype
         and type(weight) in (torch.Tensor, nn.Parameter)  # not a tensor subclass (DTensor, fake, ...)
         and not torch.is_autocast_enabled("cpu")  # autocast decides the dtype through F.linear
-        and not torch.compiler.is_compiling()  # inductor lowers F.linear itself (and wants this op's weight prepacked)
     )
 
 
-def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str = "none", algorithm: str = "") -> torch.Tensor:
+@torch.library.custom_op("polyformer::onednn_linear", mutates_args=())
+def _onednn_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, algorithm: str) -> torch.Tensor:
+    """The oneDNN product as an opaque op for torch.compile (inductor's own lowering of
+    `mkldnn._linear_pointwise` needs weights frozen into constants)."""
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
+
+
+@_onednn_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, algorithm: str) -> torch.Tensor:
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str = "none", algorithm: str = "") -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        return _onednn_op(x, weight, bias, attr, algorithm)
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)  # no dispatch overhead
 
 
 def _records_grad(*tensors: torch.Tensor | None) -> bool:
@@ -112,6 +128,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if not _takes_fast_path(x, weight):
         return F.linear(x, weight, bias)
     if _records_grad(x, weight, bias):
+        if torch.compiler.is_compiling():  # compiled training: inductor's own products and backward
+            return F.linear(x, weight, bias)
         return _OneDNNLinear.apply(x, weight, bias)
     return _onednn(x, weight, bias)
 
