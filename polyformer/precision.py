@@ -8,9 +8,8 @@ its linear layers, and at batch 1 those are bound by how many weight bytes cross
 - ``"float32"``: nothing changes (the default; the reference for quality).
 - ``"bfloat16"``: `BF16Linear` keeps the weight in bfloat16 and multiplies in bfloat16 (AMX /
   AVX512-BF16 on recent x86 CPUs through oneDNN, see `polyformer.core.linear`; tensor cores on
-  GPUs). Inputs are cast to
-  bfloat16 at the layer and outputs back to the input dtype, so norms, residuals, softmax and the
-  KV cache stay float32.
+  GPUs). Inputs are cast to bfloat16 at the layer and outputs back to the input dtype, so norms,
+  residuals, softmax and the KV cache stay float32.
 - ``"int8"``: `Int8Linear` keeps weight-only int8 values with one scale per output channel
   (symmetric: scale = max |w| / 127 of the row). Products of up to INT8_KERNEL_MAX_ROWS rows
   (decode steps) run torch's int8-weight kernel with bfloat16 activations, reading a quarter of

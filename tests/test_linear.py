@@ -1,6 +1,10 @@
-"""The core Linear: oneDNN CPU inference path against F.linear, autograd fallback, kernel switch."""
+"""The core Linear: oneDNN products (inference, training, compiled) against F.linear; the kernel switch."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -116,4 +120,28 @@ def test_mlp_inference_equals_training_forward():
         x = torch.randn(2, 5, 32)
         with torch.no_grad():
             fast = mlp(x)
+            if activation != "swiglu":  # the GELU runs inside the up-projection, not as its own op
+                assert "aten::gelu" not in _ops(lambda: mlp(x))
         torch.testing.assert_close(fast, mlp(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_compiled_inference_calls_the_custom_op():
+    torch.manual_seed(0)
+    x, w, b = torch.randn(3, 48), torch.randn(40, 48), torch.randn(40)
+    compiled = torch.compile(lambda x: linear(x, w, b), backend="aot_eager", fullgraph=True)
+    with torch.inference_mode():
+        out = compiled(x)
+        assert "polyformer::onednn_linear" in _ops(lambda: compiled(x))
+    torch.testing.assert_close(out, F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("value", "expected", "warns"), [("blas", "blas", False), ("BLAS", "blas", False), ("mkl", "onednn", True)])
+def test_environment_variable_picks_the_kernel(value, expected, warns):
+    code = "import warnings; warnings.simplefilter('always'); from polyformer.core.linear import cpu_kernel; print(cpu_kernel())"
+    env = {**os.environ, "POLYFORMER_CPU_LINEAR": value}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    if expected == "onednn" and not core_linear._onednn_available():
+        expected = "blas"
+    assert done.stdout.strip() == expected
+    assert ("is not one of onednn, blas" in done.stderr) == warns

@@ -4,24 +4,27 @@ Linear layers are most of a Transformer's time on a CPU: about 80% of an encoder
 nearly all of a decode step. PyTorch's CPU `F.linear` calls the BLAS it was built with (MKL on
 x86), whose float32 GEMM reaches well under half of what oneDNN's kernels do on some CPUs (on an
 AVX-512 AMD EPYC, benchmarks/cpu_linear.py: about 165 vs 350 GFLOP/s for encoder shapes, and 11
-vs 34 GB/s of weights streamed from memory for a vocabulary-sized matrix-vector product). `Linear` keeps the `nn.Linear` interface, parameters and
-state-dict names, and on CPU routes float32 and bfloat16 products through oneDNN
-(`torch.ops.mkldnn._linear_pointwise`, the kernel `torch.compile` itself emits for CPU
-linears): in inference directly, in training through a small autograd function whose backward
-products (grad_x = g W, grad_W = g^T x) are oneDNN products too. GPUs, other dtypes and autocast
-regions (autocast picks the dtype through `F.linear`) use `F.linear`. Under torch.compile the
-inference product is an opaque custom op (`polyformer::onednn_linear`), so a compiled decode
-step keeps oneDNN's products; compiled training uses `F.linear`.
+vs 34 GB/s of weights streamed from memory for a vocabulary-sized matrix-vector product).
+
+`Linear` keeps the `nn.Linear` interface, parameters and state-dict names, and on CPU routes
+float32 and bfloat16 products through oneDNN (`torch.ops.mkldnn._linear_pointwise`, the kernel
+`torch.compile` itself emits for CPU linears): in inference directly, in training through a
+small autograd function whose backward products (grad_x = g W, grad_W = g^T x) are oneDNN
+products too. GPUs, other dtypes and autocast regions (autocast picks the dtype through
+`F.linear`) use `F.linear`. Under torch.compile the inference product is an opaque custom op
+(`polyformer::onednn_linear`), so a compiled decode step keeps oneDNN's products; compiled
+training uses `F.linear`.
 
 The results match `F.linear` to float32 rounding (a different summation order), not bit for bit.
-`set_cpu_kernel("blas")` (or the environment variable POLYFORMER_CPU_LINEAR=blas) switches the
-fast path off, e.g. to compare the two.
+`set_cpu_kernel("blas")` (or the environment variable POLYFORMER_CPU_LINEAR=blas, read at
+import) switches the fast path off, e.g. to compare the two.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Optional
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -31,23 +34,33 @@ from torch.autograd.function import once_differentiable
 from polyformer.errors import ConfigError
 
 CPU_KERNELS = ("onednn", "blas")
+ENVIRONMENT_VARIABLE = "POLYFORMER_CPU_LINEAR"
 _FAST_DTYPES = (torch.float32, torch.bfloat16)
 
 
+def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str, algorithm: str) -> torch.Tensor:
+    """The oneDNN product x W^T + b, with an optional fused activation (`attr`, e.g. "gelu")."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
+
+
+@functools.cache
 def _onednn_available() -> bool:
     """Whether this torch build runs the oneDNN linear op here (probed once on a 1 x 2 product)."""
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         return False
     try:
-        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), torch.ones(3, 2), None, "none", [], "")
+        out = _pointwise(torch.ones(1, 2), torch.ones(3, 2), None, "none", "")
     except RuntimeError:  # e.g. a CPU or build without the kernel
         return False
     return bool(torch.equal(out, torch.full((1, 3), 2.0)))
 
 
 def _kernel_from_environment() -> str:
-    name = os.environ.get("POLYFORMER_CPU_LINEAR", "onednn").lower()
-    return name if name in CPU_KERNELS else "onednn"
+    name = os.environ.get(ENVIRONMENT_VARIABLE, "onednn").lower()
+    if name not in CPU_KERNELS:
+        warnings.warn(f"{ENVIRONMENT_VARIABLE}={name!r} is not one of {', '.join(CPU_KERNELS)}; using onednn", stacklevel=2)
+        return "onednn"
+    return name
 
 
 _use_onednn = _onednn_available() and _kernel_from_environment() == "onednn"
@@ -78,21 +91,21 @@ def _takes_fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 @torch.library.custom_op("polyformer::onednn_linear", mutates_args=())
-def _onednn_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, algorithm: str) -> torch.Tensor:
-    """The oneDNN product as an opaque op for torch.compile (inductor's own lowering of
+def _onednn_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str, algorithm: str) -> torch.Tensor:
+    """`_pointwise` as an opaque op for torch.compile (inductor's own lowering of
     `mkldnn._linear_pointwise` needs weights frozen into constants)."""
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
+    return _pointwise(x, weight, bias, attr, algorithm)
 
 
 @_onednn_op.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, algorithm: str) -> torch.Tensor:
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str, algorithm: str) -> torch.Tensor:
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str = "none", algorithm: str = "") -> torch.Tensor:
     if torch.compiler.is_compiling():
         return _onednn_op(x, weight, bias, attr, algorithm)
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)  # no dispatch overhead
+    return _pointwise(x, weight, bias, attr, algorithm)  # eager: no custom-op dispatch overhead
 
 
 def _records_grad(*tensors: torch.Tensor | None) -> bool:
