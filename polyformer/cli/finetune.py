@@ -23,7 +23,7 @@ _SPEC_OPTIONS = (
 
 def finetune(
     task: Optional[str] = typer.Option(None, "--task", help=shared.TASK_HELP),
-    model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or pretraining run directory."),
+    model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file, pretraining run directory or hub id (org/name)."),
     data: Optional[str] = typer.Option(None, "--data", help="Built-in data (classify: rotten_tomatoes, ner: wnut16, pair: shakespeare, qa: shakespeare-qa) or a file (csv / jsonl; ner: CoNLL / jsonl; qa: SQuAD JSON)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
     dev_data: Optional[str] = typer.Option(None, "--dev-data", help="Dev file; all of --data then trains (default: --data's train and dev splits)."),

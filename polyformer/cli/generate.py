@@ -19,7 +19,7 @@ import typer
 
 from polyformer.errors import ConfigError, DataError
 
-MODEL = typer.Option(..., "--model", help="Catalog name (SmolLM2-135M-Instruct), model folder or .gguf file.")
+MODEL = typer.Option(..., "--model", help="Catalog name (SmolLM2-135M-Instruct), model folder, run directory, .gguf file or hub id (org/name).")
 MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", help="Most tokens to generate per prompt.")
 TEMPERATURE = typer.Option(0.0, "--temperature", help="Sampling temperature; 0 = greedy.")
 TOP_K = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0 = off).")

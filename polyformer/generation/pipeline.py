@@ -47,7 +47,8 @@ class TextGenerationPipeline:
         dtype: "float32" (default), "bfloat16" or "int8" (see `polyformer.precision`).
         `defaults` are GenerationConfig fields used by every call.
         """
-        from polyformer.io.loader import load, resolve
+        from polyformer.io.loader import load
+        from polyformer.locations import resolve
         from polyformer.precision import prepare
         from polyformer.tokenizers import load_tokenizer
         from polyformer.training.distributed import env_info, resolve_device
