@@ -12,9 +12,9 @@ import typer
 def stored_dtypes(path: Path) -> dict[str, int]:
     """How many tensors of each stored dtype a checkpoint holds (safetensors headers or GGUF types)."""
     if path.suffix == ".gguf":
-        from gguf import GGUFReader
+        from polyformer.io.gguf import open_gguf
 
-        return dict(Counter(tensor.tensor_type.name for tensor in GGUFReader(path).tensors))
+        return dict(Counter(tensor.tensor_type.name for tensor in open_gguf(path).tensors))
     from polyformer.io.loader import transformer_folder
     from safetensors import safe_open
 

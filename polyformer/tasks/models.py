@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from polyformer.config import POOLINGS
 from polyformer.errors import ConfigError
 from polyformer.io.loader import load
@@ -32,7 +34,11 @@ _HEAD_TASKS = {"sequence-classification": "classify (or pair)", "token-classific
 def load_pretrained(spec: str | Path) -> tuple[PolyformerModel, Tokenizer, Path]:
     """(model, tokenizer, where it was found) for a model spec."""
     location = resolve(spec)
-    model = load(location)
+    # building the model draws an initialisation that the stored weights then replace; forking
+    # the generator keeps that out of the run's seeded stream, so a fresh head's weights do not
+    # depend on which loader read the body
+    with torch.random.fork_rng(devices=[]):
+        model = load(location)
     return model, load_tokenizer(location), location
 
 

@@ -44,7 +44,7 @@ from polyformer.tasks.encoding import TaskTokenizer
 from polyformer.tasks.inference import task_for
 from polyformer.tasks.models import load_pretrained, require_head, with_head
 from polyformer.tokenizers import Tokenizer
-from polyformer.training.checkpoint import BEST, CHECKPOINTS
+from polyformer.training.checkpoint import BEST, CHECKPOINTS, seed_everything
 from polyformer.training.trainer import TrainConfig, Trainer
 
 SPEC_FILE = "finetune.yaml"
@@ -90,6 +90,7 @@ class FinetuneSpec:
     patience: int | None = 3  # evaluations without improvement before stopping; None: never stop early
     dev_limit: int | None = None  # evaluate on the first N dev examples only (quick runs)
     seed: int = 0
+    deterministic: bool = False  # CUDA: deterministic kernels (TrainConfig.deterministic)
     device: str = "auto"
     dtype: str = "float32"
     regression: bool | None = None
@@ -160,12 +161,12 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
     task, options, out = get_task(spec.task), spec.options(), Path(spec.out)
     if (out / SPEC_FILE).exists():
         raise ConfigError(f"{out}: already holds a fine-tuning run; choose another --out")
+    seed_everything(spec.seed)  # first: the fresh head, dropout and data order come from the run's seed
     model, tokenizer, _ = load_pretrained(spec.model)
     train, dev = _train_and_dev(task, spec, options)
     max_length = max_length_for(task, model, spec.max_length)
     settings = task.head_settings(train, options)
     settings["extra"] = {**settings.get("extra", {}), "task": spec.task, "max_length": max_length}
-    torch.manual_seed(spec.seed)  # the fresh head's initialisation
     model = with_head(model, task.head(options), pooling=spec.pooling, **settings)
     task.check(dev, model, f"the training data ({spec.data})")
     encoder = TaskTokenizer(tokenizer, max_length)
@@ -207,7 +208,8 @@ def _train_config(spec: FinetuneSpec, steps_per_epoch: int, metric: str) -> Trai
         max_steps=max_steps, micro_batches=spec.micro_batches, lr=spec.lr, min_lr=0.0,
         warmup_steps=int(spec.warmup_ratio * max_steps), schedule="linear", weight_decay=spec.weight_decay,
         betas=(0.9, 0.999), grad_clip=1.0, dtype=spec.dtype, eval_every=min(spec.eval_every or steps_per_epoch, max_steps),
-        eval_batches=0, save_every=0, keep_last=1, seed=spec.seed, out_dir=spec.out, device=spec.device,
+        eval_batches=0, save_every=0, keep_last=1, seed=spec.seed, deterministic=spec.deterministic,
+        out_dir=spec.out, device=spec.device,
         metric_for_best=f"eval_{metric}", greater_is_better=True, early_stopping_patience=spec.patience,
         progress=spec.progress,
     )
