@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from polyformer.config import ModelConfig
-from polyformer.core import Embeddings, KVCache, RMSNorm, Stack
+from polyformer.core import Embeddings, KVCache, Mask, RMSNorm, Stack
+from polyformer.core.cache import StaticKVCache
 from polyformer.errors import ConfigError
 from polyformer.heads import Classifier, Pooler, build_head, pooled_for_classification
 
@@ -39,47 +40,131 @@ def default_positions(input_ids: torch.Tensor, past: int) -> torch.Tensor:
     return torch.arange(past, past + input_ids.shape[1], device=input_ids.device)[None, :]
 
 
-class Encoder(nn.Module):
+def _positions(input_ids: torch.Tensor, position_ids: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+    """The given positions, else those after what the cache holds."""
+    if position_ids is not None:
+        return position_ids
+    return default_positions(input_ids, cache.seq_length() if cache is not None else 0)
+
+
+@dataclass
+class BodyOutput:
+    hidden: torch.Tensor  # (B, T, hidden): the decoder's for encoder–decoders
+    memory: torch.Tensor | None = None  # (B, S, hidden): an encoder–decoder's encoder output
+
+
+class Body(nn.Module):
+    """What every body offers, with one keyword-only signature; a body lacks the stack it does not have.
+
+    `encode` runs the bidirectional stack over input_ids, `decode` the causal stack (after what
+    `cache` holds, cross-attending to `memory` in an encoder–decoder); `forward` runs the body
+    as a whole. Masks are (B, S) 0/1 tensors, or a ready `Mask` (fixed-shape decode steps).
+    """
+
+    embeddings: Embeddings
+
+    def encode(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+               document_ids: torch.Tensor | None = None) -> torch.Tensor:
+        raise ConfigError("a decoder has no bidirectional encoder; use its hidden states or decode steps")
+
+    def decode(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | Mask | None = None,
+               position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
+               memory: torch.Tensor | None = None, memory_attention_mask: torch.Tensor | Mask | None = None,
+               document_ids: torch.Tensor | None = None) -> torch.Tensor:
+        raise ConfigError("an encoder has no causal decoder; it cannot take decode steps")
+
+    def hidden_states(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                      cache: KVCache | None = None) -> torch.Tensor:
+        """The states a reader without a head wants: the encoder's when there is one, else the decoder's."""
+        return self.encode(input_ids, attention_mask=attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                document_ids: torch.Tensor | None = None, cache: KVCache | None = None,
+                decoder_input_ids: torch.Tensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
+                encoder_hidden_states: torch.Tensor | None = None) -> BodyOutput:
+        raise NotImplementedError
+
+
+class Encoder(Body):
+    """Embeddings + a bidirectional stack (BERT)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.embeddings = Embeddings(config)
         self.stack = Stack(config, config.num_layers, causal=False)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, document_ids=None) -> torch.Tensor:
-        if position_ids is None:
-            position_ids = default_positions(input_ids, 0)
+    def encode(self, input_ids, *, attention_mask=None, token_type_ids=None, position_ids=None, document_ids=None):
+        position_ids = _positions(input_ids, position_ids, None)
         x = self.embeddings(input_ids, position_ids, token_type_ids)
-        return self.stack(x, attention_mask, position_ids, document_ids=document_ids)
+        return self.stack(x, attention_mask=attention_mask, position_ids=position_ids, document_ids=document_ids)
+
+    def forward(self, input_ids, *, attention_mask=None, token_type_ids=None, position_ids=None, document_ids=None,
+                cache=None, decoder_input_ids=None, decoder_attention_mask=None, encoder_hidden_states=None):
+        return BodyOutput(self.encode(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                      position_ids=position_ids, document_ids=document_ids))
 
 
-class Decoder(nn.Module):
+class Decoder(Body):
+    """Embeddings + a causal stack (GPT-2, Llama)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.embeddings = Embeddings(config)
         self.stack = Stack(config, config.num_layers, causal=True)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None, document_ids=None) -> torch.Tensor:
-        if position_ids is None:
-            position_ids = default_positions(input_ids, cache.seq_length() if cache is not None else 0)
+    def decode(self, input_ids, *, attention_mask=None, position_ids=None, cache=None, memory=None,
+               memory_attention_mask=None, document_ids=None):
+        position_ids = _positions(input_ids, position_ids, cache)
         x = self.embeddings(input_ids, position_ids)
-        return self.stack(x, attention_mask, position_ids, cache, document_ids=document_ids)
+        return self.stack(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                          document_ids=document_ids)
+
+    def hidden_states(self, input_ids, *, attention_mask=None, cache=None):
+        return self.decode(input_ids, attention_mask=attention_mask, cache=cache)
+
+    def forward(self, input_ids, *, attention_mask=None, token_type_ids=None, position_ids=None, document_ids=None,
+                cache=None, decoder_input_ids=None, decoder_attention_mask=None, encoder_hidden_states=None):
+        return BodyOutput(self.decode(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                                      document_ids=document_ids))
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(Body):
+    """Shared embeddings, a bidirectional stack and a causal stack cross-attending to it (Marian)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.embeddings = Embeddings(config)
         self.encoder = Stack(config, config.num_layers, causal=False)
         self.decoder = Stack(config, config.decoder_layers, causal=True, cross=True)
 
-    def encode(self, input_ids, attention_mask=None) -> torch.Tensor:
-        position_ids = default_positions(input_ids, 0)
-        return self.encoder(self.embeddings(input_ids, position_ids), attention_mask, position_ids)
+    def encode(self, input_ids, *, attention_mask=None, token_type_ids=None, position_ids=None, document_ids=None):
+        position_ids = _positions(input_ids, position_ids, None)
+        x = self.embeddings(input_ids, position_ids, token_type_ids)
+        return self.encoder(x, attention_mask=attention_mask, position_ids=position_ids, document_ids=document_ids)
 
-    def decode(self, decoder_input_ids, memory, memory_attention_mask=None, decoder_attention_mask=None, cache=None):
-        position_ids = default_positions(decoder_input_ids, cache.seq_length() if cache is not None else 0)
-        x = self.embeddings(decoder_input_ids, position_ids)
-        return self.decoder(x, decoder_attention_mask, position_ids, cache, memory, memory_attention_mask)
+    def decode(self, input_ids, *, attention_mask=None, position_ids=None, cache=None, memory=None,
+               memory_attention_mask=None, document_ids=None):
+        position_ids = _positions(input_ids, position_ids, cache)
+        x = self.embeddings(input_ids, position_ids)
+        return self.decoder(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache, memory=memory,
+                            memory_attention_mask=memory_attention_mask, document_ids=document_ids)
+
+    def forward(self, input_ids, *, attention_mask=None, token_type_ids=None, position_ids=None, document_ids=None,
+                cache=None, decoder_input_ids=None, decoder_attention_mask=None, encoder_hidden_states=None):
+        if decoder_input_ids is None:
+            raise ConfigError(
+                "an encoder-decoder model needs decoder_input_ids (the target shifted right, "
+                "starting with decoder_start_token_id)"
+            )
+        memory = encoder_hidden_states
+        if memory is None:
+            memory = self.encode(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                 position_ids=position_ids, document_ids=document_ids)
+        hidden = self.decode(decoder_input_ids, attention_mask=decoder_attention_mask, cache=cache, memory=memory,
+                             memory_attention_mask=attention_mask)
+        return BodyOutput(hidden, memory)
 
 
 _BODIES = {"encoder": Encoder, "decoder": Decoder, "encoder-decoder": EncoderDecoder}
@@ -141,25 +226,44 @@ class PolyformerModel(nn.Module):
 
         document_ids (B, T) confines attention to each packed document (training on packed blocks).
         """
-        encoder_out = None
-        if self.config.arch == "encoder":
-            hidden = self.body(input_ids, attention_mask, token_type_ids, position_ids, document_ids)
-        elif self.config.arch == "decoder":
-            hidden = self.body(input_ids, attention_mask, position_ids, cache, document_ids)
-        else:
-            if decoder_input_ids is None:
-                raise ConfigError(
-                    "an encoder-decoder model needs decoder_input_ids (the target shifted right, "
-                    "starting with decoder_start_token_id)"
-                )
-            encoder_out = encoder_hidden_states if encoder_hidden_states is not None else self.body.encode(input_ids, attention_mask)
-            hidden = self.body.decode(decoder_input_ids, encoder_out, attention_mask, decoder_attention_mask, cache)
-            attention_mask = decoder_attention_mask
-        out = ModelOutput(last_hidden_state=hidden, encoder_last_hidden_state=encoder_out, cache=cache)
+        states = self.body(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            document_ids=document_ids, cache=cache, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, encoder_hidden_states=encoder_hidden_states,
+        )
+        out = ModelOutput(last_hidden_state=states.hidden, encoder_last_hidden_state=states.memory, cache=cache)
         if self.pooler is not None:
-            out.pooler_output = self.pooler(hidden)
-        self._apply_head(out, attention_mask)
+            out.pooler_output = self.pooler(states.hidden)
+        self._apply_head(out, decoder_attention_mask if states.memory is not None else attention_mask)
         return out
+
+    # ---- the surface generation, embeddings and prompting build on -----------------------
+    def hidden_states(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                      cache: KVCache | None = None) -> torch.Tensor:
+        """(B, T) ids → (B, T, hidden) last hidden states, no head: an encoder–decoder's encoder output.
+
+        A decoder continues after what `cache` holds (and adds this input to it).
+        """
+        return self.body.hidden_states(input_ids, attention_mask=attention_mask, cache=cache)
+
+    def encode(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S) source ids → (B, S, hidden): the memory an encoder–decoder's decode steps attend to."""
+        return self.body.encode(input_ids, attention_mask=attention_mask)
+
+    def decode_step(self, input_ids: torch.Tensor, *, cache: KVCache | StaticKVCache,
+                    attention_mask: torch.Tensor | Mask | None = None, position_ids: torch.Tensor | None = None,
+                    memory: torch.Tensor | None = None,
+                    memory_attention_mask: torch.Tensor | Mask | None = None) -> torch.Tensor:
+        """Feed input_ids (B, T) through the causal stack after what `cache` holds → next-token logits (B, V).
+
+        attention_mask covers the cached and the new positions (B, past + T), or is a ready `Mask`;
+        position_ids (B, T) default to those after the cache. Encoder–decoders take the encoder's
+        `memory` and its padding mask (memory may be left out once the cache holds its keys/values).
+        Only the last position goes through the head.
+        """
+        hidden = self.body.decode(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                                  memory=memory, memory_attention_mask=memory_attention_mask)
+        return self.head(hidden[:, -1])
 
     # ---- generation ----------------------------------------------------------------------
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, config=None, *,
@@ -173,7 +277,7 @@ class PolyformerModel(nn.Module):
         step's new tokens (B,).
         For text in and out, see `polyformer.generation.pipeline.TextGenerationPipeline`.
         """
-        from polyformer.generation import engine  # generation builds on the models, never the reverse
+        from polyformer.generation import engine  # the one call up a layer: generation builds on this surface
         from polyformer.generation.sampling import make_config
 
         request = make_config(config, **options)
@@ -192,6 +296,24 @@ class PolyformerModel(nn.Module):
             out.start_logits, out.end_logits = out.logits.unbind(dim=-1)
         if self.nsp is not None:
             out.nsp_logits = self.nsp(out.pooler_output)
+
+
+class Headless(nn.Module):
+    """A model's body without its head: hidden states only, sharing (not copying) the parameters.
+
+    For training code that must see no parameter without a gradient (DDP); state-dict keys are
+    `body.*` as in PolyformerModel.
+    """
+
+    def __init__(self, model: PolyformerModel) -> None:
+        super().__init__()
+        self.body = model.body
+        self.config = model.config
+
+    def hidden_states(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                      cache: KVCache | None = None) -> torch.Tensor:
+        """(B, T) → (B, T, hidden), as `PolyformerModel.hidden_states`."""
+        return self.body.hidden_states(input_ids, attention_mask=attention_mask, cache=cache)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -146,7 +146,7 @@ def test_encoder_pools_each_text_as_if_alone(arch: str, mode: str, minilm_tokeni
     got = encoder.encode(batch, normalize=False, batch_size=3)
     with torch.inference_mode():
         expected = [
-            HAND_POOLING[mode](model.body(torch.tensor([minilm_tokenizer.encode(text)]))[0]).numpy()
+            HAND_POOLING[mode](model.hidden_states(torch.tensor([minilm_tokenizer.encode(text)]))[0]).numpy()
             for text in batch
         ]
     np.testing.assert_allclose(got, np.stack(expected), atol=1e-5)

@@ -1,6 +1,8 @@
 """A stack of blocks: the whole encoder or decoder body after the embeddings.
 
-The stack builds the attention masks and rotary angles once and hands them to every block.
+The stack builds the attention masks and rotary angles once and hands them to every block. It
+is the one block loop: full forwards, cached decode steps and fixed-shape (compiled) steps all
+run through it.
 """
 
 from __future__ import annotations
@@ -27,17 +29,26 @@ class Stack(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | Mask | None = None,
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         memory: torch.Tensor | None = None,
-        memory_attention_mask: torch.Tensor | None = None,
+        memory_attention_mask: torch.Tensor | Mask | None = None,
         document_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (B, T, hidden) embedded inputs → (B, T, hidden) final hidden states."""
-        past = cache.seq_length() if cache is not None else 0
-        mask = self_attention_mask(attention_mask, x.shape[1], past, self.causal, document_ids)
-        memory_mask: Mask | None = padding_mask(memory_attention_mask) if memory is not None else None
+        """x: (B, T, hidden) embedded inputs → (B, T, hidden) final hidden states.
+
+        attention_mask: (B, past + T) 0/1 over the cached and new positions, or a ready `Mask`
+        (a fixed-shape decode step builds one per step); memory_attention_mask likewise (B, S).
+        """
+        mask = attention_mask
+        if not isinstance(mask, Mask):
+            past = cache.seq_length() if cache is not None else 0
+            mask = self_attention_mask(attention_mask, x.shape[1], past, self.causal, document_ids)
+        memory_mask = memory_attention_mask
+        if not isinstance(memory_mask, Mask):
+            memory_mask = padding_mask(memory_attention_mask) if memory is not None else None
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         for index, block in enumerate(self.blocks):
             x = block(x, mask, rotary, cache, index, memory, memory_mask)

@@ -41,13 +41,13 @@ from torch import nn
 from polyformer.core.pooling import POOLING_MODES
 from polyformer.embeddings.encoder import embed
 from polyformer.errors import ConfigError, DataError
-from polyformer.models import PolyformerModel
+from polyformer.models import Headless, PolyformerModel
 from polyformer.training.objectives import Batch, TermValues
 
 TERM = "mnrl"
 
 
-class EmbeddingModel(nn.Module):
+class EmbeddingModel(Headless):
     """A PolyformerModel's body + pooling as a module: (N, T) ids → (N, D) sentence vectors.
 
     It shares (not copies) the body's parameters; the head, unused by embeddings, is left out so
@@ -55,16 +55,14 @@ class EmbeddingModel(nn.Module):
     """
 
     def __init__(self, model: PolyformerModel, pooling: str, normalize: bool = True) -> None:
-        super().__init__()
         if pooling not in POOLING_MODES:
             raise ConfigError(f"pooling={pooling!r} is not one of {', '.join(POOLING_MODES)}")
-        self.body = model.body
-        self.config = model.config
+        super().__init__(model)
         self.pooling = pooling
         self.normalize = normalize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return embed(self, input_ids, attention_mask, self.pooling, self.normalize)  # type: ignore[arg-type]
+        return embed(self, input_ids, attention_mask, self.pooling, self.normalize)
 
 
 def mnrl_sums(

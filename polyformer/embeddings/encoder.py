@@ -47,7 +47,7 @@ from polyformer.io.sentence_transformers import (
     write_folder,
 )
 from polyformer.locations import resolve
-from polyformer.models import PolyformerModel
+from polyformer.models import Headless, PolyformerModel
 from polyformer.tokenizers import Tokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -246,16 +246,11 @@ def _length_limit(model: PolyformerModel, tokenizer: Tokenizer, requested: int |
     return limit
 
 
-def hidden_states(model: PolyformerModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) ids → (B, T, D) last hidden states of the body, skipping any head."""
-    if model.config.arch == "encoder-decoder":
-        return model.body.encode(input_ids, mask)
-    return model.body(input_ids, attention_mask=mask)
-
-
-def embed(model: PolyformerModel, input_ids: torch.Tensor, mask: torch.Tensor, pooling: str, normalize: bool = True) -> torch.Tensor:
-    """(B, T) ids and mask → (B, D) pooled (and unit-length) sentence vectors."""
-    vectors = pool(hidden_states(model, input_ids, mask).float(), mask, pooling)  # pooled in float32 at any precision
+def embed(model: PolyformerModel | Headless, input_ids: torch.Tensor, mask: torch.Tensor, pooling: str,
+          normalize: bool = True) -> torch.Tensor:
+    """(B, T) ids and mask → (B, D) pooled (and unit-length) sentence vectors, from the hidden states (no head)."""
+    states = model.hidden_states(input_ids, attention_mask=mask)
+    vectors = pool(states.float(), mask, pooling)  # pooled in float32 at any precision
     return F.normalize(vectors, dim=-1) if normalize else vectors
 
 
@@ -299,4 +294,4 @@ def _progress(batches: list[list[int]], show: bool | None, texts: int) -> Iterab
     return track(batches, description="Encoding", transient=True)
 
 
-__all__ = ["SentenceEncoder", "embed", "hidden_states", "pad_ids", "plan_batches"]
+__all__ = ["SentenceEncoder", "embed", "pad_ids", "plan_batches"]

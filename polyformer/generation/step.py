@@ -33,16 +33,8 @@ def decode_step(model: PolyformerModel, cache: StaticKVCache, tokens: torch.Tens
     attend to, its real prompt tokens and every slot written so far, this step's included.
     memory_mask: the source padding mask of an encoder–decoder.
     """
-    body = model.body
-    stack = body.stack if model.config.arch == "decoder" else body.decoder
-    x = body.embeddings(tokens, positions)  # (B, 1, hidden)
-    rotary = stack.rotary(positions, x.dtype) if stack.rotary is not None else None
-    mask = Mask(key_mask)
-    for index, block in enumerate(stack.blocks):
-        x = block(x, mask, rotary, cache, index, None, memory_mask)
-    if stack.final_norm is not None:
-        x = stack.final_norm(x)
-    return model.head(x[:, -1])
+    return model.decode_step(tokens, cache=cache, attention_mask=Mask(key_mask), position_ids=positions,
+                             memory_attention_mask=memory_mask)
 
 
 _compiled: dict[str, object] = {}
@@ -99,22 +91,22 @@ class ModelSteps:
 
     def prefill(self) -> torch.Tensor:
         """Next-token logits (B, V) after the prompt (decoders) or the start token (encoder–decoders)."""
-        body, config = self.model.body, self.model.config
+        model, config = self.model, self.model.config
         if self.encoder_decoder:
             start = config.decoder_start_token_id
             start = config.pad_token_id if start is None else start
             first = torch.full((self.input_ids.shape[0], 1), start or 0, device=self.input_ids.device)
-            self.memory = body.encode(self.input_ids, self.mask)  # (B, S, hidden), reused every step
+            self.memory = model.encode(self.input_ids, attention_mask=self.mask)  # (B, S, hidden), reused every step
             self.memory_mask = padding_mask(self.mask)
             self.positions = torch.zeros(1, 1, dtype=torch.long, device=self.input_ids.device)
-            hidden = body.decode(first, self.memory, self.mask, None, self.cache)
+            logits = model.decode_step(first, cache=self.cache, memory=self.memory, memory_attention_mask=self.mask)
         else:
             positions = (self.mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) left padding: count real tokens
-            hidden = body(self.input_ids, self.mask, positions, self.cache)
+            logits = model.decode_step(self.input_ids, cache=self.cache, attention_mask=self.mask, position_ids=positions)
             self.positions = positions[:, -1:].clone()  # (B, 1)
         if self.static:
             self.cache.write_index = self.write_index
-        return self.model.head(hidden[:, -1])
+        return logits
 
     def advance(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row (B,); next-token logits (B, V)."""
@@ -123,13 +115,10 @@ class ModelSteps:
         step_ids = tokens[:, None]  # (B, 1)
         if self.static:
             return self._static_step(step_ids)
-        body = self.model.body
         if self.encoder_decoder:
-            hidden = body.decode(step_ids, self.memory, self.mask, None, self.cache)
-        else:
-            step_mask = self.full_mask[:, : self.length] if self.full_mask is not None else None
-            hidden = body(step_ids, step_mask, self.positions, self.cache)
-        return self.model.head(hidden[:, -1])
+            return self.model.decode_step(step_ids, cache=self.cache, memory=self.memory, memory_attention_mask=self.mask)
+        step_mask = self.full_mask[:, : self.length] if self.full_mask is not None else None
+        return self.model.decode_step(step_ids, cache=self.cache, attention_mask=step_mask, position_ids=self.positions)
 
     def _static_step(self, step_ids: torch.Tensor) -> torch.Tensor:
         self.key_mask.index_fill_(-1, self.write_index, 0.0)

@@ -165,7 +165,7 @@ class PromptClassifier:
         if not self.prefix_ids:
             return None
         cache = KVCache()
-        self.model.body(torch.tensor([self.prefix_ids], device=self.model.device), cache=cache)
+        self.model.hidden_states(torch.tensor([self.prefix_ids], device=self.model.device), cache=cache)
         return cache
 
     def _rows(self, texts: Sequence[str]) -> list[tuple[int, int | None, list[int]]]:
@@ -235,7 +235,7 @@ class PromptClassifier:
         if self._prefix_cache is not None:
             cache = copy.deepcopy(self._prefix_cache)
             cache.reorder(torch.zeros(len(rows), dtype=torch.long, device=device))  # the prefix for every row
-        return self.model.body(ids.to(device), attention_mask=mask.to(device), cache=cache)
+        return self.model.hidden_states(ids.to(device), attention_mask=mask.to(device), cache=cache)
 
     # ---- task results ---------------------------------------------------------------------------
     def evaluate(self, examples: Sequence[TextExample], batch_size: int = 16) -> Evaluation:
