@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m polyformer.demo
+	$(PY) examples/demo.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

@@ -7,14 +7,18 @@ pooler. Each is a small module; `build_head` picks the one a config names.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from polyformer.config import ModelConfig
 from polyformer.core.linear import Linear
 from polyformer.core.mlp import activation
 from polyformer.core.norms import make_norm
 from polyformer.core.pooling import pool
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
 
 
 class Pooler(nn.Module):

@@ -12,15 +12,18 @@ forward returns a `ModelOutput` with `last_hidden_state` always and `logits` whe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from polyformer.config import ModelConfig
 from polyformer.core import Embeddings, KVCache, Mask, RMSNorm, Stack
-from polyformer.core.cache import StaticKVCache
 from polyformer.errors import ConfigError
 from polyformer.heads import Classifier, Pooler, build_head, pooled_for_classification
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
+    from polyformer.core.cache import StaticKVCache
 
 
 @dataclass
@@ -277,13 +280,10 @@ class PolyformerModel(nn.Module):
         step's new tokens (B,).
         For text in and out, see `polyformer.generation.pipeline.TextGenerationPipeline`.
         """
-        from polyformer.generation import engine  # the one call up a layer: generation builds on this surface
-        from polyformer.generation.sampling import make_config
+        # the one import up a layer (generation builds on this model's surface and never imports it back)
+        from polyformer.generation.decoding import generate_with_options
 
-        request = make_config(config, **options)
-        if stream:
-            return engine.stream(self, input_ids, attention_mask, request)
-        return engine.generate(self, input_ids, attention_mask, request)
+        return generate_with_options(self, input_ids, attention_mask, config, streaming=stream, **options)
 
     def _apply_head(self, out: ModelOutput, attention_mask: torch.Tensor | None) -> None:
         head, hidden = self.config.head, out.last_hidden_state

@@ -377,7 +377,7 @@ def test_bad_files(tmp_path: Path, minilm_dir: Path, smollm2_gguf: Path) -> None
 def test_catalog_names_and_saved_config(minilm: Tokenizer, tmp_path: Path) -> None:
     by_name = load_tokenizer("all-MiniLM-L6-v2")
     assert by_name.encode("catalog names work") == minilm.encode("catalog names work")
-    assert Tokenizer.load("all-MiniLM-L6-v2").vocab_size == 30522
+    assert load_tokenizer("all-MiniLM-L6-v2").vocab_size == 30522
     saved = minilm.save(tmp_path / "minilm")
     config = json.loads((saved / "tokenizer_config.json").read_text(encoding="utf-8"))
     assert config["model_input_names"] == ["input_ids", "token_type_ids", "attention_mask"]

@@ -18,8 +18,19 @@ from typing import Any, Optional, TextIO
 import typer
 
 from polyformer.cli.generate import (
-    COMPILE, DEVICE, DTYPE, MAX_NEW_TOKENS, MIN_P, MODEL, REPETITION_PENALTY, SEED, STOP, TEMPERATURE, TOP_K,
-    TOP_P, generation_options,
+    COMPILE,
+    DEVICE,
+    DTYPE,
+    MAX_NEW_TOKENS,
+    MIN_P,
+    MODEL,
+    REPETITION_PENALTY,
+    SEED,
+    STOP,
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
+    generation_options,
 )
 from polyformer.errors import ConfigError, PolyformerError
 

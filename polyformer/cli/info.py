@@ -15,8 +15,9 @@ def stored_dtypes(path: Path) -> dict[str, int]:
         from polyformer.io.gguf import open_gguf
 
         return dict(Counter(tensor.tensor_type.name for tensor in open_gguf(path).tensors))
-    from polyformer.io.loader import transformer_folder
     from safetensors import safe_open
+
+    from polyformer.io.loader import transformer_folder
 
     counts: Counter[str] = Counter()
     for file in sorted(transformer_folder(path).glob("*.safetensors")):

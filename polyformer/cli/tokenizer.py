@@ -34,8 +34,8 @@ def train(
 ) -> None:
     """Train a tokenizer on the training split of a corpus and save it to --out."""
     from polyformer.data.corpus import read_documents
-    from polyformer.tokenizers import CharTokenizer
     from polyformer.errors import DataError
+    from polyformer.tokenizers import CharTokenizer
 
     spec: str | list[str] = data[0] if len(data) == 1 else list(data)
     documents = read_documents(spec, split="train", text_field=text_column)

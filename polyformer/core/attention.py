@@ -9,15 +9,18 @@ output, computed once per sequence when a cache is given). Masks are built once 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polyformer.config import ModelConfig
-from polyformer.core.cache import KVCache
 from polyformer.core.linear import Linear
 from polyformer.core.positions import apply_rotary
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
+    from polyformer.core.cache import KVCache
 
 
 @dataclass

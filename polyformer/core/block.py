@@ -6,14 +6,18 @@ norm(x + f(x)). The same class is the encoder layer, the decoder layer and the G
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from polyformer.config import ModelConfig
 from polyformer.core.attention import Attention, Mask
-from polyformer.core.cache import KVCache
 from polyformer.core.mlp import MLP
 from polyformer.core.norms import make_norm
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
+    from polyformer.core.cache import KVCache
 
 
 class Block(nn.Module):

@@ -6,13 +6,16 @@ Rotary models add no position vector here; their positions act inside attention.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from polyformer.config import ModelConfig
 from polyformer.core.norms import make_norm
 from polyformer.core.positions import sinusoidal_table
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
 
 
 class Embeddings(nn.Module):

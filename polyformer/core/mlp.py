@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polyformer.config import ModelConfig
 from polyformer.core.linear import Linear, linear_gelu
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
 
 _ACTIVATIONS = {
     "gelu": F.gelu,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polyformer.config import ModelConfig
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
 
 
 class RMSNorm(nn.Module):

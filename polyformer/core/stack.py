@@ -7,15 +7,19 @@ run through it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from polyformer.config import ModelConfig
 from polyformer.core.attention import Mask, padding_mask, self_attention_mask
 from polyformer.core.block import Block
-from polyformer.core.cache import KVCache
 from polyformer.core.norms import make_norm
 from polyformer.core.positions import Rotary
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
+    from polyformer.core.cache import KVCache
 
 
 class Stack(nn.Module):

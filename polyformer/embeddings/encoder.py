@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -47,8 +47,11 @@ from polyformer.io.sentence_transformers import (
     write_folder,
 )
 from polyformer.locations import resolve
-from polyformer.models import Headless, PolyformerModel
+from polyformer.runtime import resolve_device
 from polyformer.tokenizers import Tokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from polyformer.models import Headless, PolyformerModel
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +123,7 @@ class SentenceEncoder:
         precision is not undone: load the encoder again for float32.
         """
         if device is not None:
-            from polyformer.training.distributed import DistInfo, resolve_device
-
-            self.model.to(resolve_device(str(device), DistInfo()))
+            self.model.to(resolve_device(str(device)))
         if dtype is None or dtype == self.dtype:
             return self
         if dtype not in DTYPES:

@@ -52,10 +52,10 @@ from polyformer.embeddings.index_files import (
     IndexCorruptError,
     connect_store,
     read_snapshot,
-    write_atomic,
     write_snapshot,
 )
 from polyformer.errors import ConfigError, DataError
+from polyformer.runtime import write_atomic
 
 FORMAT = 1
 KINDS = ("exact", "hnsw", "ivf")
@@ -117,7 +117,7 @@ class VectorIndex:
         if (directory / META).exists():
             raise ConfigError(f"{directory} already holds an index; open it, or choose a new --out")
         directory.mkdir(parents=True, exist_ok=True)
-        write_atomic(directory / META, json.dumps(asdict(spec), indent=2) + "\n")
+        write_atomic(directory / META, json.dumps(asdict(spec), indent=2) + "\n", durable=True)
         return cls.open(directory)
 
     @classmethod

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from polyformer.errors import CheckpointError
+from polyformer.runtime import write_atomic
 
 logger = logging.getLogger("polyformer.embeddings.index")
 
@@ -60,15 +60,12 @@ def write_snapshot(index: Any, directory: Path) -> Path:
     """Write a FAISS index as the directory's snapshot: temporary file + checksum, fsync, rename."""
     import faiss
 
-    final = directory / SNAPSHOT
-    tmp = directory / f".{SNAPSHOT}.{os.getpid()}.tmp"
-    faiss.write_index(index, str(tmp))
-    with tmp.open("ab") as handle:
-        handle.write(CHECKSUM_MAGIC + _sha256(tmp, tmp.stat().st_size))
-    fsync_file(tmp)
-    os.replace(tmp, final)
-    fsync_dir(directory)
-    return final
+    def write(tmp: Path) -> None:
+        faiss.write_index(index, str(tmp))
+        with tmp.open("ab") as handle:
+            handle.write(CHECKSUM_MAGIC + _sha256(tmp, tmp.stat().st_size))
+
+    return write_atomic(directory / SNAPSHOT, write, durable=True)
 
 
 def read_snapshot(directory: Path, dimension: int) -> Any | None:
@@ -116,26 +113,3 @@ def _snapshot_problem(path: Path) -> str | None:
     if _sha256(path, size - TRAILER) != trailer[len(CHECKSUM_MAGIC):]:
         return "does not match its checksum (damaged)"
     return None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    fsync_file(tmp)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fsync_file(path)
-    except OSError:  # some filesystems do not allow opening a directory
-        pass

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from polyformer.embeddings.documents import Item
 from polyformer.embeddings.encoder import SentenceEncoder
 from polyformer.embeddings.index import Existing, Hit, IndexSpec, VectorIndex
 from polyformer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from polyformer.embeddings.documents import Item
 
 COMMIT_EVERY = 256  # items encoded and committed per transaction
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyformer.embeddings.contrastive import EmbeddingModel, MultipleNegativesRanking
-from polyformer.embeddings.encoder import SentenceEncoder
 from polyformer.embeddings.pairs import Pair, PairSource
 from polyformer.training import distributed as dist
 from polyformer.training.checkpoint import seed_everything
-from polyformer.training.trainer import Trainer, TrainConfig
+from polyformer.training.trainer import TrainConfig, Trainer
+
+if TYPE_CHECKING:
+    from polyformer.embeddings.encoder import SentenceEncoder
 
 MODEL_DIR = "model"
 

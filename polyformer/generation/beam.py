@@ -12,6 +12,7 @@ finished one. The KV cache follows the surviving beams with `KVCache.reorder`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,7 +23,9 @@ from polyformer.generation.sampling import (
     suppress,
     token_counts,
 )
-from polyformer.models import PolyformerModel
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
 
 NEG = -1.0e9  # "impossible" score, as a finite number so sums stay ordered
 

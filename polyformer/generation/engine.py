@@ -1,8 +1,8 @@
 """Batched generation with a KV cache: token streams for decoders and encoder–decoders.
 
 `TokenStream` runs the decode loop one step at a time and yields each step's tokens, so the
-same loop serves `generate` (collect everything), streaming (forward each step) and the text
-layer (`polyformer.generation.text`, which finishes a row when it meets a stop string). Decoders
+same loop serves `decoding.generate` (collect everything), streaming (forward each step), beam
+search (`beam.py`, which drives its prefill and steps) and the text layer (`polyformer.generation.text`, which finishes a row when it meets a stop string). Decoders
 take left-padded batches: positions count only real tokens and the attention mask grows with each
 step, so every row decodes as if it were alone. Encoder–decoders take right-padded sources (the
 encoder numbers positions from 0, so padding must come after a source's tokens), run the encoder
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from polyformer.core import KVCache
-from polyformer.core.cache import StaticKVCache
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation.sampling import (
     GenerationConfig,
@@ -29,7 +28,11 @@ from polyformer.generation.sampling import (
     token_counts,
 )
 from polyformer.generation.step import ModelSteps, choose_cache
-from polyformer.models import PolyformerModel
+
+if TYPE_CHECKING:
+    from polyformer.core import KVCache
+    from polyformer.core.cache import StaticKVCache
+    from polyformer.models import PolyformerModel
 
 
 @dataclass
@@ -202,37 +205,9 @@ class _Counts:
         self.generated.scatter_add_(1, tokens[:, None], ones)
 
 
-def stream(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-           config: GenerationConfig | None = None) -> Iterator[torch.Tensor]:
-    """The new tokens (B,) step by step (padding for rows already finished); the request is checked now."""
-    config = config or GenerationConfig()
-    check_streamable(config)
-    check_padding(model, attention_mask)
-    token_stream = TokenStream(model, input_ids, attention_mask, config)
-    return (step.tokens for step in token_stream)
-
-
 def check_streamable(config: GenerationConfig) -> None:
     if config.num_beams > 1 or config.num_return_sequences > 1:
         raise ConfigError("streaming decodes one sequence per prompt: use num_beams=1 and num_return_sequences=1")
-
-
-def generate(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-             config: GenerationConfig | None = None) -> GenerationOutput:
-    """Generate for a batch; beam search when config.num_beams > 1.
-
-    Decoder prompts are left-padded, encoder–decoder sources right-padded. Rows come grouped by prompt, config.num_return_sequences per prompt (the best beams, or
-    independent samples).
-    """
-    config = config or GenerationConfig()
-    check_padding(model, attention_mask)  # before rows are repeated, so errors name the caller's rows
-    if config.num_beams > 1:
-        from polyformer.generation.beam import beam_search  # beam builds on this module
-
-        return beam_search(model, input_ids, attention_mask, config)
-    input_ids, attention_mask = repeat_rows(input_ids, attention_mask, config.num_return_sequences)
-    token_stream = TokenStream(model, input_ids, attention_mask, config)
-    return collect(token_stream, list(token_stream))
 
 
 def repeat_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -8,12 +8,15 @@ Works for decoders (GPT-2, Llama) and encoder–decoders (the encoder runs once)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from polyformer.core import KVCache
 from polyformer.errors import ConfigError
-from polyformer.models import PolyformerModel
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
 
 
 @torch.inference_mode()

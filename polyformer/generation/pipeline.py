@@ -21,14 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from polyformer.errors import DataError
-from polyformer.generation.text import TextCompletion, generate_text, stream_text
 from polyformer.generation.sampling import GenerationConfig, make_config
-from polyformer.models import PolyformerModel
+from polyformer.generation.text import TextCompletion, generate_text, stream_text
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -54,11 +56,11 @@ class TextGenerationPipeline:
         from polyformer.io.loader import load
         from polyformer.locations import resolve
         from polyformer.precision import prepare
+        from polyformer.runtime import resolve_device
         from polyformer.tokenizers import load_tokenizer
-        from polyformer.training.distributed import env_info, resolve_device
 
         path = resolve(model)
-        loaded = prepare(load(path), resolve_device(device, env_info()), dtype)
+        loaded = prepare(load(path), resolve_device(device), dtype)
         return cls(loaded, load_tokenizer(path), make_config(**defaults))
 
     # ---- plain text ----------------------------------------------------------------------

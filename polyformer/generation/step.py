@@ -14,12 +14,16 @@ That fixed-shape function is what `torch.compile` captures (on CUDA as a CUDA gr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from polyformer.core import KVCache, Mask, padding_mask
 from polyformer.core.cache import StaticKVCache
 from polyformer.errors import ConfigError
-from polyformer.models import PolyformerModel
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
 
 COMPILED_LENGTH_STEP = 256  # compiled steps' caches round their length up, so few graphs are compiled
 

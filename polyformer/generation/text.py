@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from polyformer.errors import DataError
-from polyformer.generation.engine import TokenStream, check_streamable, generate, repeat_rows
-from polyformer.generation.sampling import GenerationConfig
-from polyformer.models import PolyformerModel
+from polyformer.generation.decoding import generate
+from polyformer.generation.engine import TokenStream, check_streamable, repeat_rows
+
+if TYPE_CHECKING:
+    from polyformer.generation.sampling import GenerationConfig
+    from polyformer.models import PolyformerModel
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

@@ -8,21 +8,26 @@ a hub id (`polyformer.locations.resolve`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyformer.errors import UnknownModelError
 from polyformer.io.hf import load_hf, save_hf
 from polyformer.io.native import is_native, load_native, save_native
 from polyformer.io.safetensors_io import PICKLE_SUFFIXES
 from polyformer.locations import resolve
-from polyformer.models import PolyformerModel
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
 
 FORMATS = ("native", "hf")
 
 
 def transformer_folder(directory: Path) -> Path:
     """For a sentence-transformers folder, the folder holding its Transformer module; else itself."""
-    from polyformer.io.sentence_transformers import is_sentence_transformers_folder, read_folder
+    from polyformer.io.sentence_transformers import (
+        is_sentence_transformers_folder,
+        read_folder,
+    )
 
     return read_folder(directory).transformer if is_sentence_transformers_folder(directory) else directory
 

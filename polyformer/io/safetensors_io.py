@@ -10,9 +10,7 @@ renamed into place, so a crash never leaves a half-written checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from polyformer.errors import CheckpointError, UnsafeCheckpointError
+from polyformer.runtime import write_atomic
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -83,23 +82,12 @@ def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(contiguous, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
 
 
-def write_json(data: dict, path: str | Path) -> None:
+def write_json(data: dict | list, path: str | Path) -> None:
     """Write JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | Path) -> dict:

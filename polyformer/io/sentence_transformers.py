@@ -15,7 +15,6 @@ sentence-transformers understands them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,15 +165,8 @@ def write_folder(
         {"idx": index, "name": str(index), "path": path, "type": _MODULE_TYPES[kind]}
         for index, (kind, path) in enumerate(modules)
     ]
-    _write_json_list(entries, directory / MODULES_FILE)
+    write_json(entries, directory / MODULES_FILE)
     return directory
-
-
-def _write_json_list(entries: list[dict[str, Any]], path: Path) -> None:
-    """Write a JSON list atomically (write_json takes objects only)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(entries, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 __all__ = ["SentenceFolder", "is_sentence_transformers_folder", "pooling_config", "pooling_mode", "read_folder", "write_folder"]

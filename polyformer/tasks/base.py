@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from polyformer.models import PolyformerModel
-from polyformer.tasks.batches import Feature
 from polyformer.tasks.datasets import Columns
-from polyformer.tasks.encoding import TaskTokenizer
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
+    from polyformer.tasks.batches import Feature
+    from polyformer.tasks.encoding import TaskTokenizer
 
 logger = logging.getLogger("polyformer.tasks")
 

@@ -17,16 +17,18 @@ hook), so `eval_batches` yields nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from polyformer.data.sources import rank_rows, row_generator
 from polyformer.errors import DataError
-from polyformer.models import ModelOutput, PolyformerModel
-from polyformer.tasks.encoding import Encoded
 from polyformer.training.objectives import IGNORE_INDEX, model_inputs
+
+if TYPE_CHECKING:
+    from polyformer.models import ModelOutput, PolyformerModel
+    from polyformer.tasks.encoding import Encoded
 
 Feature = dict[str, Any]
 Batch = dict[str, torch.Tensor]

@@ -17,20 +17,31 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from polyformer.data.readers import read_rotten_tomatoes
 from polyformer.errors import DataError
-from polyformer.models import PolyformerModel
 from polyformer.tasks import datasets
-from polyformer.tasks.base import Evaluation, TaskOptions, label_index, report_truncation
+from polyformer.tasks.base import (
+    Evaluation,
+    TaskOptions,
+    label_index,
+    report_truncation,
+)
 from polyformer.tasks.batches import Feature, batched_outputs, feature
-from polyformer.tasks.encoding import Encoded, TaskTokenizer
-from polyformer.tasks.metrics import classification_scores, confusion_matrix, correlation_scores
+from polyformer.tasks.metrics import (
+    classification_scores,
+    confusion_matrix,
+    correlation_scores,
+)
 from polyformer.tasks.objectives import Regression
 from polyformer.training.objectives import Classification
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
+    from polyformer.tasks.encoding import Encoded, TaskTokenizer
 
 REGRESSION = "regression"
 

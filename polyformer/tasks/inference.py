@@ -18,8 +18,12 @@ means its `pair` recipe (the same head, read from two texts).
 
 from __future__ import annotations
 
-from polyformer.config import ModelConfig
+from typing import TYPE_CHECKING
+
 from polyformer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
 
 HEAD_TASKS = {"sequence-classification": "classify", "token-classification": "ner", "question-answering": "qa",
               "mlm": "fill-mask", "pretraining": "fill-mask"}

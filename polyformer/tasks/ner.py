@@ -18,17 +18,32 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyformer.data.readers import _open_text, read_wnut16
 from polyformer.errors import DataError
-from polyformer.models import PolyformerModel
 from polyformer.tasks import datasets
-from polyformer.tasks.base import Evaluation, TaskOptions, label_index, report_truncation
+from polyformer.tasks.base import (
+    Evaluation,
+    TaskOptions,
+    label_index,
+    report_truncation,
+)
 from polyformer.tasks.batches import Feature, batched_outputs, feature
-from polyformer.tasks.encoding import Encoded, TaskTokenizer, align_labels, first_subtokens, join_words, split_words, token_words
+from polyformer.tasks.encoding import (
+    Encoded,
+    TaskTokenizer,
+    align_labels,
+    first_subtokens,
+    join_words,
+    split_words,
+    token_words,
+)
 from polyformer.tasks.metrics import entity_scores
 from polyformer.training.objectives import Classification
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
 
 _TAG = re.compile(r"^(O|[BIES]-.+)$")
 Span = tuple[int, int]

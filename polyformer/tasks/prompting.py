@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,10 +44,12 @@ from polyformer.core import KVCache
 from polyformer.errors import ConfigError
 from polyformer.models import PolyformerModel
 from polyformer.tasks.base import Evaluation, report_truncation
-from polyformer.tasks.classify import TextExample
 from polyformer.tasks.datasets import check_labels
 from polyformer.tasks.encoding import TaskTokenizer
 from polyformer.tasks.metrics import classification_scores, confusion_matrix
+
+if TYPE_CHECKING:
+    from polyformer.tasks.classify import TextExample
 
 DEFAULT_TEMPLATE = "Text: {text}\nLabel:"
 CONTENT_FREE = ("N/A", "", "[MASK]")

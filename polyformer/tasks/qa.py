@@ -23,18 +23,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from polyformer.errors import DataError
-from polyformer.models import PolyformerModel
 from polyformer.tasks import datasets
 from polyformer.tasks.base import Evaluation, TaskOptions, report_truncation
 from polyformer.tasks.batches import Feature, batched_outputs, feature
-from polyformer.tasks.encoding import Encoded, TaskTokenizer
 from polyformer.tasks.metrics import squad_scores
 from polyformer.tasks.objectives import SpanExtraction
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
+    from polyformer.tasks.encoding import Encoded, TaskTokenizer
 
 BUILTIN = "shakespeare-qa"
 TOP_CANDIDATES = 20

@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -37,15 +37,18 @@ from polyformer.errors import ConfigError
 from polyformer.io.loader import save
 from polyformer.io.native import load_native
 from polyformer.models import PolyformerModel
+from polyformer.runtime import resolve_device
 from polyformer.tasks.base import Evaluation, Task, TaskOptions, report_truncation
 from polyformer.tasks.batches import ExampleSource
 from polyformer.tasks.datasets import Columns
 from polyformer.tasks.encoding import TaskTokenizer
 from polyformer.tasks.inference import task_for
 from polyformer.tasks.models import load_pretrained, require_head, with_head
-from polyformer.tokenizers import Tokenizer
 from polyformer.training.checkpoint import BEST, CHECKPOINTS, seed_everything
 from polyformer.training.trainer import TrainConfig, Trainer
+
+if TYPE_CHECKING:
+    from polyformer.tokenizers import Tokenizer
 
 SPEC_FILE = "finetune.yaml"
 TASK_NAMES = ("classify", "ner", "pair", "qa")
@@ -252,10 +255,8 @@ def for_task(task: Task, model: PolyformerModel, tokenizer: Tokenizer, where: st
 
 
 def inference_device(device: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU."""
-    from polyformer.training.distributed import env_info, resolve_device
-
-    return resolve_device(device, env_info())
+    """'auto' → CUDA when available, else CPU (`polyformer.runtime.resolve_device`)."""
+    return resolve_device(device)
 
 
 def default_split(task: Task, data: str) -> str:

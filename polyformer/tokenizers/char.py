@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from polyformer.errors import TokenizerError
+from polyformer.runtime import write_atomic
 
 CHAR_TOKENIZER_FILE = "char_tokenizer.json"
 
@@ -85,9 +86,7 @@ class CharTokenizer:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write `char_tokenizer.json` into `directory` (atomically); returns the directory."""
-        from polyformer.io.safetensors_io import write_json
-
-        write_json(self.config(), Path(directory) / CHAR_TOKENIZER_FILE)
+        write_atomic(Path(directory) / CHAR_TOKENIZER_FILE, json.dumps(self.config(), indent=2) + "\n")
         return Path(directory)
 
     @classmethod

@@ -18,7 +18,12 @@ from tokenizers import normalizers
 from tokenizers.models import BPE, WordPiece
 
 from polyformer.errors import TokenizerError
-from polyformer.tokenizers.pipelines import BertOptions, bert_pipeline, byte_level_pipeline, template_processor
+from polyformer.tokenizers.pipelines import (
+    BertOptions,
+    bert_pipeline,
+    byte_level_pipeline,
+    template_processor,
+)
 from polyformer.tokenizers.special import (
     BERT_SPECIAL_TOKENS,
     GPT2_END_OF_TEXT,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from tokenizers import Tokenizer as Backend
 
 from polyformer.errors import TokenizerError
+from polyformer.runtime import write_atomic
 from polyformer.tokenizers.chat import render_chat
 from polyformer.tokenizers.hf_export import VOCAB_FILE, class_config, wordpiece_vocab
 from polyformer.tokenizers.pipelines import add_special_tokens
@@ -309,11 +309,11 @@ class Tokenizer:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         backend_json = self._serialised()
-        _write_atomic(out / TOKENIZER_FILE, backend_json)
-        _write_atomic(out / CONFIG_FILE, json.dumps(self.config(), indent=2, ensure_ascii=False))
+        write_atomic(out / TOKENIZER_FILE, backend_json)
+        write_atomic(out / CONFIG_FILE, json.dumps(self.config(), indent=2, ensure_ascii=False))
         vocab = wordpiece_vocab(json.loads(backend_json))
         if vocab is not None:
-            _write_atomic(out / VOCAB_FILE, "".join(f"{token}\n" for token in vocab))
+            write_atomic(out / VOCAB_FILE, "".join(f"{token}\n" for token in vocab))
         return out
 
     def config(self) -> dict[str, Any]:
@@ -336,13 +336,6 @@ class Tokenizer:
             self._backend.no_truncation()
             self._backend.no_padding()
             return self._backend.to_str(pretty=False)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        """Load from anything `load_tokenizer` accepts (a saved directory, HF files, GGUF, catalog name)."""
-        from polyformer.tokenizers.load import load_tokenizer
-
-        return load_tokenizer(path)
 
     def __repr__(self) -> str:
         roles = ", ".join(f"{role}={token!r}" for role, token in self.special.named().items())
@@ -393,13 +386,3 @@ def _to_tensor(rows: list[Any], kind: str) -> Any:
     return torch.tensor(rows, dtype=torch.long)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a crash never leaves half a file."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -8,9 +8,17 @@
 - `logging`: progress bar, metrics.csv, TensorBoard, plot.png
 """
 
+from polyformer.data.sources import BatchSource
 from polyformer.training.checkpoint import latest_checkpoint, resume, seed_everything
-from polyformer.training.objectives import CausalLM, Classification, MaskedLM, Objective, Seq2SeqLM, build_objective
-from polyformer.training.trainer import BatchSource, TrainConfig, Trainer
+from polyformer.training.objectives import (
+    CausalLM,
+    Classification,
+    MaskedLM,
+    Objective,
+    Seq2SeqLM,
+    build_objective,
+)
+from polyformer.training.trainer import TrainConfig, Trainer
 
 __all__ = [
     "BatchSource",

@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from polyformer import runtime
 from polyformer.core.block import Block
 from polyformer.errors import ConfigError
 
@@ -70,15 +71,9 @@ def env_info() -> DistInfo:
 
 
 def resolve_device(device: str, info: DistInfo) -> torch.device:
-    """'auto' → this rank's CUDA device when there is one, else CPU; other names as given."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
+    """This rank's device (`polyformer.runtime.resolve_device`), made the current CUDA device when it is one."""
+    resolved = runtime.resolve_device(device, info.local_rank)
     if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={device!r} but CUDA is not available; use device='cpu' or 'auto'")
-        if resolved.index is None:
-            resolved = torch.device("cuda", info.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(resolved)
     return resolved
 
@@ -176,14 +171,20 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
 # ---- full state dicts -------------------------------------------------------------------------
 def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The unsharded model state on CPU: complete on rank 0, possibly empty on other ranks."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The unsharded optimizer state keyed by parameter name: complete on rank 0."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+    )
 
     return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 

@@ -17,14 +17,20 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from polyformer.errors import DataError
+from polyformer.runtime import write_atomic
 
 METRICS_CSV = "metrics.csv"
 PLOT_PNG = "plot.png"
@@ -53,9 +59,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> list[str]:
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell(row.get(column)) for column in header])
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
     return header
 
 

@@ -30,7 +30,13 @@ from polyformer.data.corpus import read_documents, read_pairs
 from polyformer.data.shards import build_shard
 from polyformer.data.sources import CausalLMSource, MLMSource, Seq2SeqSource
 from polyformer.errors import ConfigError, DataError, PolyformerError
-from polyformer.tokenizers import CharTokenizer, Tokenizer, load_tokenizer, train_bpe, train_wordpiece
+from polyformer.tokenizers import (
+    CharTokenizer,
+    Tokenizer,
+    load_tokenizer,
+    train_bpe,
+    train_wordpiece,
+)
 from polyformer.training import distributed as dist
 from polyformer.training.checkpoint import seed_everything
 from polyformer.training.objectives import CausalLM, MaskedLM, Seq2SeqLM

@@ -36,21 +36,24 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 from torch import nn
 
-from polyformer.data.sources import BatchSource
 from polyformer.config import dataclass_from_dict
 from polyformer.errors import ConfigError
+from polyformer.runtime import write_atomic
 from polyformer.training import checkpoint as ckpt
 from polyformer.training import distributed as dist
 from polyformer.training.logging import RunLogger
-from polyformer.training.objectives import Batch, Objective
 from polyformer.training.optim import build_optimizer, set_learning_rate
 from polyformer.training.schedules import SCHEDULES, depends_on_max_steps, learning_rate
+
+if TYPE_CHECKING:
+    from polyformer.data.sources import BatchSource
+    from polyformer.training.objectives import Batch, Objective
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUN_FILE = "run.yaml"
@@ -253,9 +256,7 @@ class Trainer:
         if not self.info.is_main:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_file.with_name(f".{RUN_FILE}.tmp")
-        tmp.write_text(yaml.safe_dump(requested, sort_keys=False))
-        tmp.replace(run_file)
+        write_atomic(run_file, yaml.safe_dump(requested, sort_keys=False))
         if resume:
             return ckpt.resume(self.run_dir)
         ckpt.clean_incomplete(self.run_dir)

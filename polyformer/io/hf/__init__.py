@@ -7,15 +7,28 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from polyformer.config import ModelConfig
-from polyformer.errors import CheckpointError, ConfigError, TokenizerError, UnknownModelError
+from polyformer.errors import (
+    CheckpointError,
+    ConfigError,
+    TokenizerError,
+    UnknownModelError,
+)
 from polyformer.io.hf.common import Family, export_state, import_state, load_into
-from polyformer.io.safetensors_io import PICKLE_SUFFIXES, read_json, read_tensors, write_json, write_tensors
+from polyformer.io.safetensors_io import (
+    PICKLE_SUFFIXES,
+    read_json,
+    read_tensors,
+    write_json,
+    write_tensors,
+)
 from polyformer.models import PolyformerModel
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
 
 _FAMILY_MODULES = ("bert", "gpt2", "llama", "marian")
 GENERATION_CONFIG = "generation_config.json"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from polyformer.config import ModelConfig
 from polyformer.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from polyformer.config import ModelConfig
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

@@ -1,4 +1,4 @@
-"""`make demo`: a short tour on embedded defaults, from catalog weights and catalog text.
+"""`make demo` (or `python examples/demo.py`): a short tour on catalog weights and catalog text.
 
 1. all-MiniLM-L6-v2 (a BERT encoder + mean pooling) embeds a few sentences: cosine-similarity table.
 2. SmolLM2-135M-Instruct (a Llama decoder read from its 4-bit GGUF) answers a question greedily,
@@ -68,7 +68,6 @@ def pretrain_two_ways(console: Console, runs: Path = Path("runs/demo")) -> None:
     import torch
 
     import polyformer as pf
-    from polyformer.generation import greedy_tokens
     from polyformer.tasks import fill_mask
     from polyformer.training.pretrain import PretrainSpec, run
 
@@ -90,8 +89,9 @@ def pretrain_two_ways(console: Console, runs: Path = Path("runs/demo")) -> None:
         console.print(f"[dim]BERT fills[/dim] {text!r}: {guesses}")
     gpt, gpt_tok = pf.load(runs / "decoder" / "model"), pf.load_tokenizer(runs / "decoder" / "model")
     prompt = "ROMEO:\nBut soft, what light"
-    tokens = greedy_tokens(gpt, torch.tensor([gpt_tok.encode(prompt)]), 160, temperature=0.8, seed=0)
-    console.print(f"[dim]GPT continues[/dim]\n{prompt}[bold]{gpt_tok.decode(list(tokens))}[/bold]")
+    out = gpt.generate(torch.tensor([gpt_tok.encode(prompt)]), max_new_tokens=160, temperature=0.8, seed=0)
+    continuation = gpt_tok.decode(out.sequences[0, : out.lengths[0]].tolist())
+    console.print(f"[dim]GPT continues[/dim]\n{prompt}[bold]{continuation}[/bold]")
 
 
 def main() -> None:
