@@ -3,13 +3,14 @@
 The first SIGTERM (or Ctrl-C) puts the service in draining mode: every new request is answered
 503 (a load balancer moves on to another replica) while requests in flight — streams included —
 run to their end; then the server exits with status 0. A second signal, or `drain_seconds`
-passing, exits at once. Port 0 picks a free port; the address is logged once listening.
+passing, exits at once. Port 0 picks a free port; the address is printed to stderr once bound.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import sys
 import time
 
 import uvicorn
@@ -63,6 +64,8 @@ def serve(settings: ServerSettings, log_level: str = "info") -> Service:
     server = DrainingServer(config, service)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    logger.info("polyformer serve listening on http://%s:%d", host if ":" not in host else f"[{host}]", port)
+    shown = host if ":" not in host else f"[{host}]"
+    sys.stderr.write(f"polyformer serve: listening on http://{shown}:{port}\n")  # at every log level
+    sys.stderr.flush()
     server.run(sockets=[sock])
     return service
