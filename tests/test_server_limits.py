@@ -37,8 +37,9 @@ LONG = {"model": "chat", "prompt": "the cat sat", "max_tokens": 60, "temperature
 @pytest.fixture(scope="module")
 def chat_dir(tmp_path_factory):
     directory = save_tiny_chat_model(tmp_path_factory.mktemp("limits") / "chat")
-    eos = pf.load_tokenizer(directory).token_to_id("<|im_end|>")
-    LONG["logit_bias"] = {str(eos): -100}  # never EOS: every request runs to max_tokens
+    tokenizer = pf.load_tokenizer(directory)
+    ends = {tokenizer.token_to_id("<|im_end|>"), tokenizer.token_to_id("<|endoftext|>"), tokenizer.eos_token_id}
+    LONG["logit_bias"] = {str(i): -100 for i in ends if i is not None}  # never EOS: requests run to max_tokens
     return directory
 
 
