@@ -40,7 +40,8 @@ async function load() {
     const models = (await (await fetch("/v1/models", { headers: headers() })).json()).data || [];
     const able = (kind) => models.filter((m) => m.capabilities.includes(kind)).map((m) => m.id);
     fill($("chat-model"), able("chat"));
-    fill($("similarity-model"), able("embeddings"));
+    const encoders = models.filter((m) => !m.capabilities.includes("completions")).map((m) => m.id);
+    fill($("similarity-model"), [...encoders, ...able("embeddings").filter((id) => !encoders.includes(id))]);
     fill($("search-index"), health.indexes);
     status.textContent = `ready: ${models.length} model(s), ${health.indexes.length} index(es)`;
     status.className = "status ok";
