@@ -218,3 +218,19 @@ def test_an_api_key_guards_the_v1_routes(dirs):
         keyed = openai.OpenAI(base_url=f"{live.url}/v1", api_key="s3cret", max_retries=0)
         assert keyed.completions.create(model="chat", prompt="hi", max_tokens=2).usage.completion_tokens == 2
         assert httpx.get(f"{live.url}/health").status_code == 200  # load balancers need no key
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--model", "nope=/no/such/model"], ["/no/such/model", "no such file"]),
+    (["--model", "chat=x", "--dtype", "int3"], ["--dtype", "int3"]),
+    (["--model", "chat=x", "--max-concurrent", "0"], ["--max-concurrent", "0"]),
+    (["--model", "a b=x"], ["a b", "NAME=SOURCE"]),
+    ([], ["nothing to serve"]),
+    (["--model", "chat=x", "--index", "docs=/no/index"], ["not an index directory"]),
+])
+def test_serve_command_mistakes_are_one_line_errors(args, needles, tmp_path):
+    from cli_runner import assert_one_line_error
+
+    if "--index" in args:
+        args = ["--model", f"chat={save_tiny_chat_model(tmp_path / 'chat')}", *args[2:]]
+    assert_one_line_error(run_cli("serve", *args), *needles)

@@ -62,6 +62,8 @@ CORPUS = [
     ("logit_bias not a number", C, completion(logit_bias={"5": "a lot"}), 400, "logit_bias.5"),
     ("logit_bias key not an id", C, completion(logit_bias={"abc": 1}), 400, "logit_bias"),
     ("logit_bias out of range", C, completion(logit_bias={"5": 1000}), 400, "logit_bias"),
+    ("logit_bias key a superscript digit", C, completion(logit_bias={"\u00b2": 1}), 400, "logit_bias"),
+    ("too many sequences", C, completion(prompt=["a"] * 20, n=4), 400, "n"),
     ("1,000 stop strings", C, completion(stop=[f"s{i}" for i in range(1000)]), 400, "stop"),
     ("an empty stop string", C, completion(stop=[""]), 400, "stop"),
     ("a 2M-character prompt", C, completion(prompt="a " * 1_000_000), 400, "prompt"),
@@ -141,7 +143,10 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(server):
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(f"POST {C} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                            f"Content-Length: {10 * 1024 * 1024}\r\n\r\n{{}}".encode())
-        answer = connection.recv(65536).decode("latin-1")
+        chunks = []
+        while chunk := connection.recv(65536):  # the server closes the connection after its answer
+            chunks.append(chunk)
+        answer = b"".join(chunks).decode("latin-1")
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
     assert '"code": "request_too_large"' in answer or '"code":"request_too_large"' in answer
     assert httpx.get(f"{server.url}/health").status_code == 200

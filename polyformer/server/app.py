@@ -39,7 +39,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         yield
         service.stop()
 
-    app = FastAPI(title="polyformer", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="polyformer", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = service
     install_handlers(app)
     app.include_router(generation_api.router)

@@ -26,7 +26,7 @@ from polyformer.server.common import blocking, check_ids, encode_prompts, parse,
 from polyformer.server.errors import APIError, ClientGone, bad_request
 from polyformer.server.generation import FinishEvent, PromptEvent, RowRequest, Ticket, TokenEvent
 from polyformer.server.registry import ServedModel
-from polyformer.server.schemas import MAX_SEED, ChatRequest, CompletionRequest, Sampling
+from polyformer.server.schemas import MAX_ROWS, MAX_SEED, ChatRequest, CompletionRequest, Sampling
 
 router = APIRouter()
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -82,6 +82,9 @@ def check_fit(served: ServedModel, prompts: list[Prompt], max_tokens: int) -> No
 
 def make_plan(served: ServedModel, request: Sampling, prompts: list[Prompt], max_tokens: int,
               top_logprobs: int | None, prompt_logprobs: bool, prefix: str) -> Plan:
+    if len(prompts) * request.n > MAX_ROWS:
+        raise bad_request(f"{len(prompts)} prompts x n={request.n} is {len(prompts) * request.n} sequences; at most "
+                          f"{MAX_ROWS} per request", "n")
     check_fit(served, prompts, max_tokens)
     base = served.pipe.request(**sampling_options(request, served, max_tokens))
     configs = [base if base.seed is None or j == 0 else make_config(base, seed=(base.seed + j) % MAX_SEED)

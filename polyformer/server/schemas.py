@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_N = 16  # choices per prompt
 MAX_PROMPTS = 64  # prompts per completion request
+MAX_ROWS = 64  # sequences per request: prompts x n
 MAX_STOP = 16  # stop strings per request, each at most MAX_STOP_CHARS
 MAX_STOP_CHARS = 256
 MAX_MESSAGES = 512
@@ -105,7 +106,7 @@ class Sampling(Strict):
     @classmethod
     def _check_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for token, bias in (value or {}).items():
-            if not token.isdigit():
+            if not (token.isascii() and token.isdigit()):
                 raise ValueError(f"logit_bias keys are token ids, got {token!r}")
             if not -100.0 <= bias <= 100.0:
                 raise ValueError(f"logit_bias values must be in [-100, 100], got {bias!r} for token {token}")
