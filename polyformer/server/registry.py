@@ -27,9 +27,6 @@ from polyformer.server.generation import GenerationEngine
 from polyformer.server.metrics import Metrics
 from polyformer.server.settings import Served, ServerSettings
 
-ENCODER_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "int8": "int8"}
-
-
 @dataclass
 class ServedModel:
     name: str
@@ -93,11 +90,12 @@ def load_encoder(source: str, settings: ServerSettings) -> SentenceEncoder:
     from polyformer.precision import prepare
     from polyformer.tasks.models import model_location
     from polyformer.tokenizers import load_tokenizer
+    from polyformer.training.distributed import DistInfo, resolve_device
 
     path = model_location(source)
     if path.is_dir() and is_sentence_transformers_folder(path):
-        return SentenceEncoder.load(path, device=settings.device, dtype=ENCODER_DTYPES[settings.dtype])
-    model = prepare(load(path), settings.device, settings.dtype)
+        return SentenceEncoder.load(path, device=settings.device, dtype=settings.dtype)
+    model = prepare(load(path), resolve_device(settings.device, DistInfo()), settings.dtype)
     pooling = "last" if model.config.arch == "decoder" else "mean"
     return SentenceEncoder(model, load_tokenizer(path), pooling=pooling)
 
@@ -151,6 +149,6 @@ def load_index(spec: Served, settings: ServerSettings, metrics: Metrics) -> Serv
     from polyformer.embeddings.semantic import open_encoder
 
     index = VectorIndex.open(spec.source)
-    encoder = open_encoder(index, device=settings.device, dtype=ENCODER_DTYPES[settings.dtype])
+    encoder = open_encoder(index, device=settings.device, dtype=settings.dtype)
     return ServedIndex(spec.name, spec.source, index, encoder,
                        embedding_batcher(f"index:{spec.name}", encoder, settings, metrics))
