@@ -13,6 +13,7 @@ Every figure comes from the same run:
   same snippets offline in this process with the same thread count (target >= 70%);
 - HTTP overhead: the median round trip of `/v1/tokenize` on a short text, and of a one-sentence
   embedding minus the same embedding computed in-process;
+- the slot KV cache's decode step against gathering per-row caches (`benchmarks/slot_cache.py`);
 - when `llama-cpp-python[server]` is installed, the same generation load against its OpenAI
   server on the same GGUF file (otherwise reported as skipped).
 
@@ -208,6 +209,9 @@ def run(settings: ServeSettings) -> dict:
 
     gguf, texts = catalog.fetch(MODEL), [row["text"] for row in read_rotten_tomatoes()[: settings.sentences]]
     body = generation_body(settings, gguf)
+    from benchmarks import slot_cache
+
+    cache = slot_cache.run(slot_cache.SlotCacheSettings(threads=settings.threads, repeats=3 if settings.clients > 4 else 1))
     offline = offline_encode(texts, settings.threads)
     log(f"offline encode: {offline['sentences_per_s']:.1f} sentences/s")
     process, url = start_server([sys.executable, "-m", "polyformer.cli.main", "serve", "--port", "0", "--threads",
@@ -233,6 +237,7 @@ def run(settings: ServeSettings) -> dict:
         "http_overhead_ms": {"tokenize_round_trip": tokenize_ms, "one_sentence_embedding": embed_ms,
                              "over_in_process_embedding": embed_ms - offline["one_sentence_ms"]},
         "llama_cpp": llama_cpp(settings, gguf, body),
+        "slot_cache": cache,
     }
 
 
@@ -251,6 +256,9 @@ def rows(record: dict) -> list[list[object]]:
          f"one-sentence embedding {http['one_sentence_embedding']:.1f} ms vs {emb['offline']['one_sentence_ms']:.1f} ms "
          "in-process", f"+{http['over_in_process_embedding']:.1f} ms", ""],
     ]
+    from benchmarks import slot_cache
+
+    out += slot_cache.rows(record["slot_cache"])
     llama = record["llama_cpp"]
     if "skipped" not in llama:
         out.append(["serve: llama.cpp server, same load", f"{llama['concurrent']['tokens_per_s']:.1f} tok/s",
