@@ -5,6 +5,7 @@
 - A client that disconnects mid-stream or mid-request has its row cancelled: the slot is free
   again in /metrics, and the next request is served.
 - A request that fails inside the engine gets a 500 alone; the others complete, /health stays 200.
+- While the models load, /health and the model endpoints answer 503; once loaded, 200.
 - SIGTERM (a `polyformer serve` subprocess): new requests get 503, the stream in flight runs to
   its end, the process exits 0.
 
@@ -15,6 +16,7 @@ flight long enough to overlap; the subprocess serves a larger random model for t
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -163,3 +165,36 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(slow_
         assert server.wait(60) == 0
     finally:
         server.kill()
+
+
+def test_health_is_503_while_models_load_then_200(chat_dir, monkeypatch):
+    from polyformer.server import service as service_module
+
+    release = threading.Event()
+    load_model = service_module.load_model
+
+    def slow_load(*args, **kwargs):
+        release.wait(60)
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "load_model", slow_load)
+    live = LiveServer(ServerSettings(models=[Served("chat", str(chat_dir))]))
+    live.thread.start()
+    try:
+        assert wait_for(lambda: _status(f"{live.url}/health") == 503)
+        assert httpx.get(f"{live.url}/health").json()["status"] == "loading"
+        early = httpx.post(f"{live.url}/v1/completions", json={**LONG, "max_tokens": 2})
+        assert early.status_code == 503 and early.json()["error"]["code"] == "loading"
+        release.set()
+        assert wait_for(lambda: _status(f"{live.url}/health") == 200)
+        assert httpx.post(f"{live.url}/v1/completions", json={**LONG, "max_tokens": 2}).status_code == 200
+    finally:
+        release.set()
+        live.__exit__(None, None, None)
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return None
