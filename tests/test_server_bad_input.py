@@ -40,6 +40,7 @@ CORPUS = [
     ("list of one empty prompt", C, completion(prompt=[""]), 400, "prompt"),
     ("empty prompt list", C, completion(prompt=[]), 400, "prompt"),
     ("invalid UTF-8", C, b'{"model": "chat", "prompt": "\xff\xfe\xfd"}', 400, None),
+    ("a lone surrogate escape", C, b'{"model": "chat", "prompt": "a\\ud800b"}', 400, None),
     ("not JSON", C, b"hello there", 400, None),
     ("empty body", C, b"", 400, None),
     ("a JSON list", C, b"[1, 2, 3]", 400, None),
