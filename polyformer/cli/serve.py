@@ -68,10 +68,10 @@ def _check_sources(settings) -> None:
     """Every model source must resolve (catalog items are fetched now) and every index must exist."""
     from pathlib import Path
 
-    from polyformer.tasks.models import model_location
+    from polyformer.locations import resolve
 
     for spec in settings.models:
-        model_location(spec.source)
+        resolve(spec.source)
     for spec in settings.indexes:
         if not (Path(spec.source) / "meta.json").is_file():
             raise ConfigError(f"--index {spec.name}={spec.source}: not an index directory (no meta.json); "

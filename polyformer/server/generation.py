@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from polyformer.generation.engine import TextStreamer
+from polyformer.generation.text import TextStreamer
 from polyformer.generation.sampling import (
     GenerationConfig,
     choose_tokens,

@@ -88,11 +88,11 @@ def load_encoder(source: str, settings: ServerSettings) -> SentenceEncoder:
     from polyformer.io.loader import load
     from polyformer.io.sentence_transformers import is_sentence_transformers_folder
     from polyformer.precision import prepare
-    from polyformer.tasks.models import model_location
+    from polyformer.locations import resolve
     from polyformer.tokenizers import load_tokenizer
     from polyformer.training.distributed import DistInfo, resolve_device
 
-    path = model_location(source)
+    path = resolve(source)
     if path.is_dir() and is_sentence_transformers_folder(path):
         return SentenceEncoder.load(path, device=settings.device, dtype=settings.dtype)
     model = prepare(load(path), resolve_device(settings.device, DistInfo()), settings.dtype)
