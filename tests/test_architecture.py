@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("generation, training", ("polyformer.generation", "polyformer.training")),
     ("embeddings, tasks", ("polyformer.embeddings", "polyformer.tasks")),
     ("public API", ("polyformer.pipelines", ROOT)),
-    ("applications", ("polyformer.cli", "polyformer.server", "polyformer.compare", "polyformer.bench")),
+    ("server, compare, bench", ("polyformer.server", "polyformer.compare", "polyformer.bench")),
+    ("cli", ("polyformer.cli",)),
 ]
 
 # Deferred imports (inside a function) that go up a layer on purpose, with the reason.

@@ -21,13 +21,17 @@ rounding of the batched products.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from polyformer.core import Mask
 from polyformer.core.cache import SlotKVCache
 from polyformer.errors import ConfigError
 from polyformer.generation.step import decode_step
-from polyformer.models import PolyformerModel
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
 
 
 class SlotSteps:
@@ -69,24 +73,20 @@ class SlotSteps:
         """Next-token logits (V,) after the prompt (or source); with all_logits, every position's (T, V)."""
         ids = torch.tensor([input_ids], dtype=torch.long, device=self.device)  # (1, T)
         mask = torch.ones_like(ids)
-        body, config = self.model.body, self.model.config
+        model, config = self.model, self.model.config
         row = self.cache.row(slot)
         if self.encoder_decoder:
             self.cache.reserve(1, ids.shape[1])
             start = config.decoder_start_token_id
             start = config.pad_token_id if start is None else start
             first = torch.full((1, 1), start or 0, dtype=torch.long, device=self.device)
-            memory = body.encode(ids, mask)  # (1, S, hidden)
-            hidden = body.decode(first, memory, mask, None, row)
+            memory = model.encode(ids, attention_mask=mask)  # (1, S, hidden)
             self.lengths[slot], self.source_lengths[slot] = 1, ids.shape[1]
-        else:
-            self.cache.reserve(ids.shape[1])
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (1, T), as ModelSteps counts them
-            hidden = body(ids, mask, positions, row)
-            self.lengths[slot] = ids.shape[1]
-        if all_logits and not self.encoder_decoder:
-            return self.model.head(hidden[0])  # (T, V)
-        return self.model.head(hidden[:, -1])[0]
+            return model.decode_step(first, cache=row, memory=memory, memory_attention_mask=mask)[0]
+        self.cache.reserve(ids.shape[1])
+        hidden = model.hidden_states(ids, attention_mask=mask, cache=row)  # (1, T, hidden), positions 0..T-1
+        self.lengths[slot] = ids.shape[1]
+        return model.head(hidden[0]) if all_logits else model.head(hidden[:, -1])[0]  # (T, V) or (V,)
 
     @torch.inference_mode()
     def step(self, slots: list[int], tokens: list[int]) -> torch.Tensor:

@@ -6,6 +6,6 @@ with SIGTERM draining (what `polyformer serve` does).
 
 from polyformer.server.app import create_app
 from polyformer.server.runner import serve
-from polyformer.server.settings import ServerSettings, Served, parse_served
+from polyformer.server.settings import Served, ServerSettings, parse_served
 
 __all__ = ["Served", "ServerSettings", "create_app", "parse_served", "serve"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -24,7 +25,9 @@ from polyformer.server.errors import APIError, install_handlers
 from polyformer.server.metrics import CONTENT_TYPE
 from polyformer.server.middleware import Guard
 from polyformer.server.service import Service
-from polyformer.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from polyformer.server.settings import ServerSettings
 
 STATIC = Path(__file__).parent / "static"
 

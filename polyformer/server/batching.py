@@ -15,12 +15,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from polyformer.embeddings.encoder import plan_batches
-from polyformer.server.metrics import Metrics
+
+if TYPE_CHECKING:
+    from polyformer.server.metrics import Metrics
 
 logger = logging.getLogger("polyformer.server")
 

@@ -10,14 +10,19 @@ back to unit length. Rerank scores are a pair cross-encoder's probability of its
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 
-from polyformer.server.common import blocking, check_ids, parse, request_id, unless_disconnected
+from polyformer.server.common import (
+    blocking,
+    check_ids,
+    parse,
+    request_id,
+    unless_disconnected,
+)
 from polyformer.server.errors import bad_request
-from polyformer.server.registry import ServedModel
 from polyformer.server.schemas import (
     ClassifyRequest,
     DetokenizeRequest,
@@ -26,6 +31,9 @@ from polyformer.server.schemas import (
     SearchRequest,
     TokenizeRequest,
 )
+
+if TYPE_CHECKING:
+    from polyformer.server.registry import ServedModel
 
 router = APIRouter()
 RELEVANT_LABELS = ("1", "true", "yes", "relevant", "positive", "entailment", "next", "similar", "paraphrase", "duplicate")

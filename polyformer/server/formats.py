@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from polyformer.server.generation import TopLogprobs
+if TYPE_CHECKING:
+    from polyformer.server.generation import TopLogprobs
 
 DONE = b"data: [DONE]\n\n"
 

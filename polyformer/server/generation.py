@@ -23,10 +23,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from polyformer.generation.text import TextStreamer
 from polyformer.generation.sampling import (
     GenerationConfig,
     choose_tokens,
@@ -36,8 +36,11 @@ from polyformer.generation.sampling import (
     token_counts,
 )
 from polyformer.generation.slots import SlotSteps
-from polyformer.models import PolyformerModel
-from polyformer.server.metrics import Metrics
+from polyformer.generation.text import TextStreamer
+
+if TYPE_CHECKING:
+    from polyformer.models import PolyformerModel
+    from polyformer.server.metrics import Metrics
 
 logger = logging.getLogger("polyformer.server")
 

@@ -20,10 +20,12 @@ import hmac
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyformer.server.errors import error_body
-from polyformer.server.service import Service
+
+if TYPE_CHECKING:
+    from polyformer.server.service import Service
 
 access_log = logging.getLogger("polyformer.server.access")
 

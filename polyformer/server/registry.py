@@ -17,15 +17,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from polyformer.embeddings.encoder import SentenceEncoder, embed, pad_ids
 from polyformer.server.batching import DynamicBatcher
 from polyformer.server.generation import GenerationEngine
-from polyformer.server.metrics import Metrics
-from polyformer.server.settings import Served, ServerSettings
+
+if TYPE_CHECKING:
+    from polyformer.server.metrics import Metrics
+    from polyformer.server.settings import Served, ServerSettings
 
 @dataclass
 class ServedModel:
@@ -87,15 +89,15 @@ def load_encoder(source: str, settings: ServerSettings) -> SentenceEncoder:
     """A model and tokenizer as a `SentenceEncoder` sharing the one copy of the weights."""
     from polyformer.io.loader import load
     from polyformer.io.sentence_transformers import is_sentence_transformers_folder
-    from polyformer.precision import prepare
     from polyformer.locations import resolve
+    from polyformer.precision import prepare
+    from polyformer.runtime import resolve_device
     from polyformer.tokenizers import load_tokenizer
-    from polyformer.training.distributed import DistInfo, resolve_device
 
     path = resolve(source)
     if path.is_dir() and is_sentence_transformers_folder(path):
         return SentenceEncoder.load(path, device=settings.device, dtype=settings.dtype)
-    model = prepare(load(path), resolve_device(settings.device, DistInfo()), settings.dtype)
+    model = prepare(load(path), resolve_device(settings.device), settings.dtype)
     pooling = "last" if model.config.arch == "decoder" else "mean"
     return SentenceEncoder(model, load_tokenizer(path), pooling=pooling)
 

@@ -12,12 +12,15 @@ import logging
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from polyformer.server.app import create_app
-from polyformer.server.service import Service
-from polyformer.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from polyformer.server.service import Service
+    from polyformer.server.settings import ServerSettings
 
 logger = logging.getLogger("polyformer.server")
 

@@ -13,11 +13,14 @@ import asyncio
 import logging
 import threading
 from collections import deque
+from typing import TYPE_CHECKING
 
 from polyformer.server.errors import APIError
 from polyformer.server.metrics import Metrics
 from polyformer.server.registry import ServedIndex, ServedModel, load_index, load_model
-from polyformer.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from polyformer.server.settings import ServerSettings
 
 logger = logging.getLogger("polyformer.server")
 
