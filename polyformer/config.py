@@ -12,12 +12,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from polyformer.errors import ConfigError
 
+# One Literal per string-valued field: the type, and (through get_args) the names validation accepts.
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
-Head = Literal[
+HeadName = Literal[
     "none",
     "mlm",
     "pretraining",
@@ -25,23 +26,20 @@ Head = Literal[
     "sequence-classification",
     "token-classification",
     "question-answering",
-]
+]  # what each one builds and outputs: polyformer.heads.HEAD_KINDS
+Norm = Literal["layernorm", "rmsnorm"]
+Placement = Literal["pre", "post"]
+Position = Literal["learned", "sinusoidal", "rotary", "none"]
+Activation = Literal["gelu", "gelu_new", "relu", "silu", "swiglu", "geglu"]
+Pooling = Literal["cls", "mean", "max", "last"]
 
-ARCHS = ("encoder", "decoder", "encoder-decoder")
-HEADS = (
-    "none",
-    "mlm",
-    "pretraining",
-    "lm",
-    "sequence-classification",
-    "token-classification",
-    "question-answering",
-)
-NORMS = ("layernorm", "rmsnorm")
-PLACEMENTS = ("pre", "post")
-POSITIONS = ("learned", "sinusoidal", "rotary", "none")
-ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swiglu", "geglu")
-POOLINGS = ("cls", "mean", "max", "last")
+ARCHS: tuple[Arch, ...] = get_args(Arch)
+HEADS: tuple[HeadName, ...] = get_args(HeadName)
+NORMS: tuple[Norm, ...] = get_args(Norm)
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
+POSITIONS: tuple[Position, ...] = get_args(Position)
+ACTIVATIONS: tuple[Activation, ...] = get_args(Activation)
+POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
 
 
 @dataclass
@@ -59,30 +57,30 @@ class ModelConfig:
     num_decoder_layers: int | None = None  # encoder-decoder only; None = num_layers
     max_positions: int = 1024
     # normalisation
-    norm: str = "layernorm"
-    norm_placement: str = "pre"
+    norm: Norm = "layernorm"
+    norm_placement: Placement = "pre"
     norm_eps: float = 1e-5
     final_norm: bool = True  # a norm after the last block (pre-norm stacks)
     embedding_norm: bool = False  # a norm right after the embeddings (BERT)
     # positions and embeddings
-    position: str = "learned"
+    position: Position = "learned"
     rope_theta: float = 10000.0
     type_vocab_size: int = 0  # token-type (segment) embeddings; 2 for BERT
     scale_embeddings: bool = False  # multiply token embeddings by sqrt(hidden_size) (Marian)
     tie_word_embeddings: bool = True
     # blocks
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     attention_bias: bool = True
     mlp_bias: bool = True
     dropout: float = 0.0
     attention_dropout: float = 0.0
     # heads
-    head: str = "none"
+    head: HeadName = "none"
     pooler: bool = False  # BERT's dense+tanh over [CLS]
     lm_head_bias: bool = False  # a bias on the vocabulary projection (Marian's final_logits_bias)
     num_labels: int = 2
     labels: list[str] | None = None
-    classifier_pooling: str = "cls"  # how sequence classification pools: cls / mean / max / last
+    classifier_pooling: Pooling = "cls"  # how sequence classification pools: cls / mean / max / last
     # special tokens
     pad_token_id: int | None = None
     bos_token_id: int | None = None

@@ -2,12 +2,15 @@
 
 MLM (BERT's transform + tied vocabulary decoder), NSP, the LM head (tied or untied, optional
 bias), sequence classification (pooled), token classification, extractive-QA spans and BERT's
-pooler. Each is a small module; `build_head` picks the one a config names.
+pooler. Each is a small module; `HEAD_KINDS`, the one table of head names, says what each name
+builds and how its logits are read.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -18,7 +21,7 @@ from polyformer.core.norms import make_norm
 from polyformer.core.pooling import pool
 
 if TYPE_CHECKING:
-    from polyformer.config import ModelConfig
+    from polyformer.config import HeadName, ModelConfig
 
 
 class Pooler(nn.Module):
@@ -69,17 +72,39 @@ class Classifier(nn.Module):
         return self.proj(self.dropout(hidden))
 
 
+Output = Literal["tokens", "pooled", "spans"]
+
+
+@dataclass(frozen=True)
+class HeadKind:
+    """What a head name means: the module it builds, how its logits are read, what else comes with it."""
+
+    build: Callable[[ModelConfig], nn.Module] | None  # the main head (None: hidden states only)
+    output: Output | None = None  # logits per token, from the pooled sequence vector, or start/end spans
+    vocabulary: bool = False  # projects onto the vocabulary (`proj`, tied to the embeddings when configured)
+    nsp: bool = False  # also BERT's next-sentence classifier on the pooler output
+
+
+HEAD_KINDS: dict[HeadName, HeadKind] = {
+    "none": HeadKind(None),
+    "mlm": HeadKind(MLMHead, "tokens", vocabulary=True),
+    "pretraining": HeadKind(MLMHead, "tokens", vocabulary=True, nsp=True),
+    "lm": HeadKind(LMHead, "tokens", vocabulary=True),
+    "sequence-classification": HeadKind(lambda config: Classifier(config, config.num_labels), "pooled"),
+    "token-classification": HeadKind(lambda config: Classifier(config, config.num_labels), "tokens"),
+    "question-answering": HeadKind(lambda config: Classifier(config, 2), "spans"),  # (B, T, 2) start/end
+}
+HEAD_PARAMETERS = ("head.", "nsp.")  # state-dict prefixes of the head modules (a new head starts fresh)
+
+
+def head_kind(config: ModelConfig) -> HeadKind:
+    return HEAD_KINDS[config.head]
+
+
 def build_head(config: ModelConfig) -> nn.Module | None:
     """The main head for config.head (NSP, the second pretraining head, is built separately)."""
-    if config.head in ("mlm", "pretraining"):
-        return MLMHead(config)
-    if config.head == "lm":
-        return LMHead(config)
-    if config.head in ("sequence-classification", "token-classification"):
-        return Classifier(config, config.num_labels)
-    if config.head == "question-answering":
-        return Classifier(config, 2)
-    return None
+    build = head_kind(config).build
+    return build(config) if build is not None else None
 
 
 def pooled_for_classification(

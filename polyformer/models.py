@@ -19,7 +19,13 @@ from torch import nn
 
 from polyformer.core import Embeddings, KVCache, Mask, RMSNorm, Stack
 from polyformer.errors import ConfigError
-from polyformer.heads import Classifier, Pooler, build_head, pooled_for_classification
+from polyformer.heads import (
+    Classifier,
+    Pooler,
+    build_head,
+    head_kind,
+    pooled_for_classification,
+)
 
 if TYPE_CHECKING:
     from polyformer.config import ModelConfig
@@ -182,7 +188,7 @@ class PolyformerModel(nn.Module):
         self.body = _BODIES[config.arch](config)
         self.pooler = Pooler(config) if config.pooler else None
         self.head = build_head(config)
-        self.nsp = Classifier(config, 2) if config.head == "pretraining" else None
+        self.nsp = Classifier(config, 2) if head_kind(config).nsp else None
         self.apply(_init_weights)
         self.tie_weights()
 
@@ -193,7 +199,7 @@ class PolyformerModel(nn.Module):
 
     def vocab_projection(self) -> nn.Linear | None:
         """The head's projection onto the vocabulary, when the head has one."""
-        return getattr(self.head, "proj", None) if self.config.head in ("mlm", "pretraining", "lm") else None
+        return self.head.proj if head_kind(self.config).vocabulary else None
 
     def tie_weights(self) -> None:
         """Share the vocabulary projection with the token embeddings when the config says so."""
@@ -286,12 +292,12 @@ class PolyformerModel(nn.Module):
         return generate_with_options(self, input_ids, attention_mask, config, streaming=stream, **options)
 
     def _apply_head(self, out: ModelOutput, attention_mask: torch.Tensor | None) -> None:
-        head, hidden = self.config.head, out.last_hidden_state
-        if head in ("mlm", "pretraining", "lm", "token-classification"):
+        output, hidden = head_kind(self.config).output, out.last_hidden_state
+        if output == "tokens":
             out.logits = self.head(hidden)
-        elif head == "sequence-classification":
+        elif output == "pooled":
             out.logits = self.head(pooled_for_classification(self.config, hidden, attention_mask, out.pooler_output))
-        elif head == "question-answering":
+        elif output == "spans":
             out.logits = self.head(hidden)  # (B, T, 2)
             out.start_logits, out.end_logits = out.logits.unbind(dim=-1)
         if self.nsp is not None:

@@ -32,19 +32,15 @@ import torch
 from torch import nn
 
 from polyformer.core.linear import linear
-from polyformer.errors import ConfigError
+from polyformer.runtime import WEIGHT_DTYPES, dtype_named
 
-PRECISIONS = ("float32", "bfloat16", "int8")
-_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "i8": "int8"}
+PRECISIONS = WEIGHT_DTYPES  # the runtime.DTYPES names inference weights can take
 INT8_KERNEL_MAX_ROWS = 8  # up to this many rows the int8 kernel beats dequantize + bf16 matmul
 
 
 def parse_precision(name: str) -> str:
     """The canonical precision name for `name` (aliases fp32, bf16 accepted); ConfigError otherwise."""
-    canonical = _ALIASES.get(str(name).lower(), str(name).lower())
-    if canonical not in PRECISIONS:
-        raise ConfigError(f"precision {name!r} is not one of {', '.join(PRECISIONS)} (aliases: fp32, bf16)")
-    return canonical
+    return dtype_named(name, PRECISIONS, field="precision", aliases=True)
 
 
 class BF16Linear(nn.Module):

@@ -6,8 +6,11 @@ import json
 
 import pytest
 
-from polyformer.config import PRESETS, ModelConfig, preset
+import torch
+
+from polyformer.config import HEADS, PRESETS, ModelConfig, preset
 from polyformer.errors import ConfigError
+from polyformer.heads import HEAD_KINDS
 from polyformer.models import PolyformerModel
 
 
@@ -62,3 +65,21 @@ def test_json_round_trip_and_file_errors(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         ModelConfig.load(path)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_each_head_name_builds_and_outputs_what_its_table_row_says(head):
+    """HEAD_KINDS, the one table of head names, covers every name; a model with that head gives those outputs."""
+    kind = HEAD_KINDS[head]
+    config = preset("bert-tiny", vocab_size=50, head=head, num_labels=3)
+    model = PolyformerModel(config).eval()
+    ids = torch.randint(0, 50, (2, 5))
+    with torch.no_grad():
+        out = model(ids, attention_mask=torch.ones_like(ids))
+    shapes = {None: None, "tokens": (2, 5, 50 if kind.vocabulary else 3), "pooled": (2, 3), "spans": (2, 5, 2)}
+    assert (None if out.logits is None else tuple(out.logits.shape)) == shapes[kind.output]
+    assert (out.start_logits is not None) == (kind.output == "spans")
+    assert (out.nsp_logits is not None) == kind.nsp
+    assert (model.vocab_projection() is not None) == kind.vocabulary
+    assert (model.vocab_projection() is None) or model.vocab_projection().weight is model.embeddings.tokens.weight
+    assert set(HEAD_KINDS) == set(HEADS)

@@ -47,7 +47,7 @@ from polyformer.io.sentence_transformers import (
     write_folder,
 )
 from polyformer.locations import resolve
-from polyformer.runtime import resolve_device
+from polyformer.runtime import DTYPES, DTypeName, dtype_named, resolve_device
 from polyformer.tokenizers import Tokenizer, load_tokenizer
 
 if TYPE_CHECKING:
@@ -59,8 +59,6 @@ ConvertTo = Literal["numpy", "torch"]
 _NO_LIMIT = 1_000_000  # tokenizers report "no maximum" as a huge number
 PROGRESS_MIN_TEXTS = 1000  # with show_progress=None, a bar appears (on a terminal) from this many texts
 TOKENS_PER_TEXT = 128  # default token budget per batch: batch_size texts of this length
-DTYPES = ("float32", "bfloat16", "float16", "int8")
-_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -74,7 +72,7 @@ class SentenceEncoder:
     max_seq_length: int | None = None  # tokens per text (specials included); longer texts are truncated
     do_lower_case: bool = False
     last_truncated: int = field(default=0, init=False)  # texts truncated by the latest encode()
-    dtype: str = field(default="float32", init=False)  # the precision set by to(); see DTYPES
+    dtype: DTypeName = field(default="float32", init=False)  # the precision set by to(), a runtime.DTYPES name
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLING_MODES:
@@ -126,14 +124,13 @@ class SentenceEncoder:
             self.model.to(resolve_device(str(device)))
         if dtype is None or dtype == self.dtype:
             return self
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}")
+        dtype = dtype_named(dtype)
         if self.dtype != "float32":
             raise ConfigError(f"the encoder already runs in {self.dtype}; load it again to change precision")
         if dtype == "float16" and self.model.device.type != "cuda":
             raise ConfigError("dtype='float16' needs a GPU; on a CPU use float32, bfloat16 or int8")
-        if dtype in _TORCH_DTYPES:
-            self.model.to(_TORCH_DTYPES[dtype])
+        if DTYPES[dtype].torch is not None:  # the whole model in that dtype
+            self.model.to(DTYPES[dtype].torch)
         else:
             from polyformer.precision import apply_precision
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyformer.errors import ConfigError
+from polyformer.runtime import WEIGHT_DTYPES, dtype_named
 
 API_KEY_ENV = "POLYFORMER_API_KEY"
-DTYPES = ("float32", "bfloat16", "int8")
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,7 @@ class ServerSettings:
     def __post_init__(self) -> None:
         if self.api_key is None:
             self.api_key = os.environ.get(API_KEY_ENV) or None
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        dtype_named(self.dtype, WEIGHT_DTYPES, field="--dtype")
         for name in ("max_concurrent", "max_batch_tokens", "max_body_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

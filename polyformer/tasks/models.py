@@ -21,6 +21,7 @@ import torch
 
 from polyformer.config import POOLINGS
 from polyformer.errors import ConfigError
+from polyformer.heads import HEAD_PARAMETERS
 from polyformer.io.loader import load
 from polyformer.locations import resolve
 from polyformer.models import PolyformerModel
@@ -66,9 +67,9 @@ def with_head(
     )
     fresh = PolyformerModel(new_config)
     body = {name: tensor for name, tensor in model.state_dict().items()
-            if not name.startswith(("head.", "nsp.")) and (keep_pooler or not name.startswith("pooler."))}
+            if not name.startswith(HEAD_PARAMETERS) and (keep_pooler or not name.startswith("pooler."))}
     missing, unexpected = fresh.load_state_dict(body, strict=False)
-    left = [name for name in missing if not name.startswith("head.")]
+    left = [name for name in missing if not name.startswith(HEAD_PARAMETERS)]
     if left or unexpected:
         raise ConfigError(f"cannot move the body onto a {head} head: missing {left[:3]}, unexpected {unexpected[:3]}")
     return fresh.to(device=model.device, dtype=model.dtype).train(model.training)

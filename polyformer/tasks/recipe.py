@@ -37,7 +37,7 @@ from polyformer.errors import ConfigError
 from polyformer.io.loader import save
 from polyformer.io.native import load_native
 from polyformer.models import PolyformerModel
-from polyformer.runtime import resolve_device
+from polyformer.runtime import DTypeName, resolve_device
 from polyformer.tasks.base import Evaluation, Task, TaskOptions, report_truncation
 from polyformer.tasks.batches import ExampleSource
 from polyformer.tasks.datasets import Columns
@@ -95,7 +95,7 @@ class FinetuneSpec:
     seed: int = 0
     deterministic: bool = False  # CUDA: deterministic kernels (TrainConfig.deterministic)
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: DTypeName = "float32"  # autocast: runtime.AUTOCAST_DTYPES
     regression: bool | None = None
     stride: int | None = None  # qa: default max_length // 3
     columns: dict[str, str] = field(default_factory=dict)

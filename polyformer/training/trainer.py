@@ -44,7 +44,13 @@ from torch import nn
 
 from polyformer.config import dataclass_from_dict
 from polyformer.errors import ConfigError
-from polyformer.runtime import write_atomic
+from polyformer.runtime import (
+    AUTOCAST_DTYPES,
+    DTYPES,
+    DTypeName,
+    dtype_named,
+    write_atomic,
+)
 from polyformer.training import checkpoint as ckpt
 from polyformer.training import distributed as dist
 from polyformer.training.logging import RunLogger
@@ -55,7 +61,6 @@ if TYPE_CHECKING:
     from polyformer.data.sources import BatchSource
     from polyformer.training.objectives import Batch, Objective
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUN_FILE = "run.yaml"
 
 # TrainConfig fields that may change when a run is resumed (they do not change the updates).
@@ -79,7 +84,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    dtype: str = "float32"  # autocast dtype: float32 | bfloat16 | float16 (with a GradScaler)
+    dtype: DTypeName = "float32"  # autocast dtype: runtime.AUTOCAST_DTYPES (float16 with a GradScaler)
     compile: bool = False
     fsdp: bool = False  # under torchrun: FSDP2 (fully_shard) instead of DDP
     eval_every: int = 0  # 0: evaluate only at the end
@@ -112,8 +117,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype={self.dtype!r} is not one of {', '.join(DTYPES)}")
+        dtype_named(self.dtype, AUTOCAST_DTYPES)
         if self.fsdp and self.dtype == "float16":
             raise ConfigError("dtype='float16' is not supported with fsdp=True; use dtype='bfloat16'")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
@@ -161,7 +165,7 @@ def _tokens(batch: Batch) -> int:
 def _autocast(device: torch.device, dtype: str) -> AbstractContextManager:
     if dtype == "float32":
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype].torch)
 
 
 def use_deterministic_kernels() -> None:

@@ -17,6 +17,7 @@ from polyformer.errors import (
     TokenizerError,
     UnknownModelError,
 )
+from polyformer.heads import HEAD_PARAMETERS
 from polyformer.io.hf.common import Family, export_state, import_state, load_into
 from polyformer.io.safetensors_io import (
     PICKLE_SUFFIXES,
@@ -102,8 +103,8 @@ def load_hf(directory: str | Path, head: str | None = None, allow_pickle: bool =
     model = PolyformerModel(config)
     fresh: set[str] = set()
     if config.head != checkpoint_config.head:  # a new head starts from its initialisation
-        fresh = {name for name in model.state_dict() if name.startswith(("head.", "nsp."))}
-        state = {name: tensor for name, tensor in state.items() if not name.startswith(("head.", "nsp."))}
+        fresh = {name for name in model.state_dict() if name.startswith(HEAD_PARAMETERS)}
+        state = {name: tensor for name, tensor in state.items() if not name.startswith(HEAD_PARAMETERS)}
     load_into(model, state, fresh, str(directory))
     return model.eval()
 
