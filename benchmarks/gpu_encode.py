@@ -70,7 +70,7 @@ def run(settings: EncodeSettings = SETTINGS) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks.run import encode_rows, HEADERS
+    from benchmarks.run import HEADERS, encode_rows
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS)

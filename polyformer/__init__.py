@@ -6,7 +6,7 @@ fast: torch is loaded only when a model is.
 
 from __future__ import annotations
 
-import importlib
+from polyformer.runtime import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -27,17 +27,6 @@ _LAZY = {
     "apply_precision": "polyformer.precision",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'polyformer' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = list(_LAZY)

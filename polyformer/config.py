@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from polyformer.errors import ConfigError
+from polyformer.runtime import read_json, write_atomic
 
 # One Literal per string-valued field: the type, and (through get_args) the names validation accepts.
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
@@ -112,6 +113,14 @@ class ModelConfig:
     def gated_mlp(self) -> bool:
         return self.activation in ("swiglu", "geglu")
 
+    def end_ids(self, *others: int | None) -> list[int]:
+        """The model's EOS id and `others` (a tokenizer's), once each, those inside the vocabulary.
+
+        Where generation stops when a request names no EOS, and what an export's generation config lists.
+        """
+        ids = (self.eos_token_id, *others)
+        return list(dict.fromkeys(i for i in ids if i is not None and 0 <= i < self.vocab_size))
+
     # ---- validation ----------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ConfigError naming the first field with an invalid value."""
@@ -164,17 +173,11 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"polyformer": self.to_dict()}, indent=2) + "\n")
+        write_atomic(path, json.dumps({"polyformer": self.to_dict()}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        data = read_json(path, ConfigError, "config file")
         if not isinstance(data, dict) or "polyformer" not in data:
             raise ConfigError(f"{path}: not a polyformer config (no 'polyformer' section)")
         return cls.from_dict(data["polyformer"], source=str(path))
@@ -195,6 +198,22 @@ def dataclass_from_dict(cls: type[T], data: Any, source: str) -> T:
         return cls(**data)
     except (ConfigError, TypeError, ValueError) as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def dataclass_from_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> T:
+    """A config dataclass from a YAML run config, with `overrides` (command-line values) on top."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: run config not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if overrides and isinstance(data, dict):
+        data = {**data, **overrides}
+    return dataclass_from_dict(cls, data, str(path))
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

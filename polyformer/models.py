@@ -19,13 +19,7 @@ from torch import nn
 
 from polyformer.core import Embeddings, KVCache, Mask, RMSNorm, Stack
 from polyformer.errors import ConfigError
-from polyformer.heads import (
-    Classifier,
-    Pooler,
-    build_head,
-    head_kind,
-    pooled_for_classification,
-)
+from polyformer.heads import Classifier, Pooler, build_head, head_kind, pooled_for_classification
 
 if TYPE_CHECKING:
     from polyformer.config import ModelConfig

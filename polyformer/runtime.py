@@ -6,8 +6,9 @@
 - `DTYPES` is the one table of precision names: what each means as a tensor dtype, whether
   training can autocast to it and whether inference can hold weights in it. Training, the
   sentence encoder and `polyformer.precision` each accept the subset that applies to them.
+- `lazy_attributes` lets a package load its public names on first use (`import polyformer` stays fast).
 - `write_atomic` is the one way files are written: readers see the old file or the new one,
-  never half of one.
+  never half of one; `read_json` the one way JSON is read, with an error that names the file.
 
 This module sits below everything else in the package and imports only `polyformer.errors`
 (torch when a device or a tensor dtype is asked for: tokenizing and writing files never load it).
@@ -15,15 +16,18 @@ This module sits below everything else in the package and imports only `polyform
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from polyformer.errors import ConfigError
+from polyformer.errors import ConfigError, PolyformerError
 
 if TYPE_CHECKING:
     import torch
@@ -59,6 +63,26 @@ def _local_rank() -> int:
         return int(os.environ.get("LOCAL_RANK", 0))
     except ValueError:
         raise ConfigError(f"LOCAL_RANK must be an integer, got {os.environ['LOCAL_RANK']!r}") from None
+
+
+# ---- packages ----------------------------------------------------------------------------
+
+
+def lazy_attributes(module: str, table: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """`__getattr__` and `__dir__` for a package whose public names (name → module) load on first use."""
+    namespace = sys.modules[module].__dict__
+
+    def __getattr__(name: str) -> Any:
+        if name not in table:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(table[name]), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *table})
+
+    return __getattr__, __dir__
 
 
 # ---- precision names -------------------------------------------------------------------------
@@ -139,6 +163,20 @@ def write_atomic(path: str | os.PathLike[str], content: Content, *, durable: boo
     if durable:
         fsync(path.parent)
     return path
+
+
+def read_json(path: str | os.PathLike[str], error: type[PolyformerError], what: str = "file") -> Any:
+    """Parsed JSON from a file; `error` naming the file (and where a syntax error is) otherwise."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text ({err.reason}); replace the file") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: malformed JSON at line {err.lineno} column {err.colno} ({err.msg}): not valid JSON; "
+                    "replace the file with an intact copy") from None
 
 
 def fsync(path: Path) -> None:

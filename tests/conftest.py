@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from polyformer.data import catalog
-from polyformer.data import readers
+from polyformer.data import catalog, readers
 from polyformer.errors import OfflineError
 
 CatalogPath = Callable[[str], Path]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_runner import assert_one_line_error, run_cli, run_cli_process
 
 VERBS = [["embed"], ["embed-train"], ["embed-eval"], ["index"], ["index", "build"], ["index", "add"],

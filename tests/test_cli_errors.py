@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from cli_runner import assert_one_line_error, run_cli, run_cli_process
 
 transformers = pytest.importorskip("transformers")

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-
 from cli_runner import assert_one_line_error, run_cli
 from test_generate_pipeline import tiny_chat_pipeline
 from test_gguf import needs_accelerate

@@ -6,11 +6,20 @@ import io
 import json
 
 import pytest
+from cli_runner import assert_one_line_error, run_cli
+from task_tiny import (
+    SENTIMENT,
+    bpe_tokenizer,
+    decoder_dir,
+    encoder_dir,
+    sentiment_rows,
+    wordpiece_tokenizer,
+    write_csv,
+    write_jsonl,
+)
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
-from cli_runner import assert_one_line_error, run_cli
-from task_tiny import SENTIMENT, bpe_tokenizer, decoder_dir, encoder_dir, sentiment_rows, wordpiece_tokenizer, write_csv, write_jsonl
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = ["--batch-size", "8", "--lr", "3e-3", "--warmup-ratio", "0", "--weight-decay", "0", "--no-progress"]

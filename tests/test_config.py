@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 import torch
 
 from polyformer.config import HEADS, PRESETS, ModelConfig, preset

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from contrastive_tiny import RandomPairs, tiny_encoder, train
 
 import polyformer as pf
 from polyformer.embeddings.contrastive import EmbeddingModel, MultipleNegativesRanking, mnrl_sums
@@ -22,8 +23,6 @@ from polyformer.embeddings.training import train_contrastive
 from polyformer.errors import DataError
 from polyformer.io.safetensors_io import read_tensors
 from polyformer.training.trainer import TrainConfig
-
-from contrastive_tiny import RandomPairs, tiny_encoder, train
 
 SCRIPT = Path(__file__).with_name("contrastive_tiny.py")
 

@@ -10,11 +10,10 @@ import pytest
 
 from polyformer.cli.main import main
 from polyformer.data import shards
-from polyformer.tokenizers import CharTokenizer
 from polyformer.data.corpus import held_out, read_documents, read_pairs
 from polyformer.data.shards import TokenShard, build_shard, token_dtype, write_shard
 from polyformer.errors import DataError
-from polyformer.tokenizers import Tokenizer, load_tokenizer, train_wordpiece
+from polyformer.tokenizers import CharTokenizer, Tokenizer, load_tokenizer, train_wordpiece
 
 # Fixed by SPLIT_SEED: changing the split would silently change every reported validation loss.
 SHAKESPEARE_VALIDATION = ["henry_iv_part_2", "midsummer_nights_dream", "much_ado_about_nothing", "twelfth_night"]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_tiny import RandomSource, build_model, objective_for, one_thread, quiet_config
 
 from polyformer.io.safetensors_io import read_tensors
 from polyformer.training.trainer import Trainer
-from train_tiny import one_thread, RandomSource, build_model, objective_for, quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,11 @@ import pytest
 from polyformer.embeddings.cluster import cluster_texts, top_terms
 from polyformer.embeddings.encoder import plan_batches
 from polyformer.embeddings.evaluation import (
-    clustering_v_measure, knn_accuracy, projection_plot, retrieval_metrics, similarity_spearman,
+    clustering_v_measure,
+    knn_accuracy,
+    projection_plot,
+    retrieval_metrics,
+    similarity_spearman,
 )
 from polyformer.errors import DataError
 

@@ -11,13 +11,7 @@ import polyformer as pf
 from polyformer.config import preset
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation import GenerationConfig, generate, stream
-from polyformer.generation.text import (
-    TextStreamer,
-    cut_at_stop,
-    encode_prompts,
-    generate_text,
-    stream_text,
-)
+from polyformer.generation.text import TextStreamer, cut_at_stop, encode_prompts, generate_text, stream_text
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import train_bpe
 from polyformer.tokenizers.char import CharTokenizer

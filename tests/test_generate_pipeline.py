@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_gguf import PROMPT, needs_accelerate
 
 import polyformer as pf

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_generate import one_thread  # noqa: F401 - tiny models decode fastest on one thread
 
 from polyformer.config import preset

@@ -12,15 +12,25 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
+from task_tiny import (
+    FAST,
+    NER_SENTENCES,
+    SENTIMENT,
+    bpe_tokenizer,
+    encoder_dir,
+    sentiment_rows,
+    seq2seq_dir,
+    wordpiece_tokenizer,
+    write_conll,
+    write_csv,
+)
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
-from cli_runner import run_cli
 from polyformer.errors import TokenizerError
 from polyformer.tasks.recipe import FinetuneSpec, finetune, predict
 from polyformer.tokenizers import CharTokenizer
-from task_tiny import (FAST, NER_SENTENCES, SENTIMENT, bpe_tokenizer, encoder_dir, seq2seq_dir, sentiment_rows,
-                       wordpiece_tokenizer, write_conll, write_csv)
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import assert_one_line_error, run_cli
+from task_tiny import bpe_tokenizer, wordpiece_tokenizer
+from train_tiny import CORPUS_LINES, one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
-from cli_runner import assert_one_line_error, run_cli
 from polyformer.embeddings import SentenceEncoder
 from polyformer.embeddings.documents import Item
 from polyformer.embeddings.index import VectorIndex
 from polyformer.embeddings.semantic import build_index
 from polyformer.errors import PolyformerError
-from task_tiny import bpe_tokenizer, wordpiece_tokenizer
-from train_tiny import CORPUS_LINES, one_thread  # noqa: F401  (fixture)
 
 gguf = pytest.importorskip("gguf")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import torch
+from cli_runner import run_cli
 
 import polyformer as pf
-from cli_runner import run_cli
 
 
 def test_load_catalog_sentence_transformers_model(minilm_dir):

@@ -12,13 +12,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_runner import assert_one_line_error, run_cli
+from task_tiny import SENTIMENT, bpe_tokenizer, decoder_dir, encoder_dir, wordpiece_tokenizer
 
 import polyformer as pf
-from cli_runner import assert_one_line_error, run_cli
 from polyformer.errors import CheckpointError, OfflineError, TokenizerError
 from polyformer.generation.pipeline import TextGenerationPipeline
 from polyformer.locations import is_hub_id, resolve
-from task_tiny import SENTIMENT, bpe_tokenizer, decoder_dir, encoder_dir, wordpiece_tokenizer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TEXTS = [text for text, _ in SENTIMENT]

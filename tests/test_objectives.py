@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from train_tiny import RandomSource, build_model, one_thread
 
 from polyformer.errors import ConfigError, DataError
 from polyformer.training.objectives import (
@@ -16,7 +17,6 @@ from polyformer.training.objectives import (
     model_inputs,
     token_loss,
 )
-from train_tiny import one_thread, RandomSource, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

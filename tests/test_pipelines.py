@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from task_tiny import SENTIMENT, SMALL, bpe_tokenizer, wordpiece_tokenizer
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
 from polyformer.errors import ConfigError
 from polyformer.tasks.models import with_head
-from task_tiny import SMALL, SENTIMENT, bpe_tokenizer, wordpiece_tokenizer
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TEXTS = [text for text, _ in SENTIMENT] + ["Obama visited Paris", "who is the sun", "it is the east and juliet is the sun"]

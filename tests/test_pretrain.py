@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from cli_runner import assert_one_line_error, run_cli
+from train_tiny import TINY_MODEL, write_corpus
 
 import polyformer as pf
-from cli_runner import assert_one_line_error, run_cli
 from polyformer.training.logging import read_metrics
-from train_tiny import TINY_MODEL, write_corpus
 
 TINY = [*TINY_MODEL, "--no-progress", "--eval-batches", "2", "--seed", "3"]
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from cli_runner import run_cli
-from polyformer.training.trainer import use_deterministic_kernels
 from task_tiny import FAST, SENTIMENT, encoder_dir, sentiment_rows, wordpiece_tokenizer, write_csv
 from train_tiny import TINY_MODEL, one_thread, write_corpus  # noqa: F401  (fixture)
+
+from polyformer.training.trainer import use_deterministic_kernels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TIMING = ("tokens_per_s",)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_tiny import TINY_MODEL, RandomSource, build_model, one_thread, quiet_config, write_corpus
 
 import polyformer as pf
 from polyformer.errors import ConfigError
 from polyformer.training import checkpoint as ckpt
 from polyformer.training.objectives import CausalLM, Seq2SeqLM
 from polyformer.training.trainer import Trainer
-from train_tiny import TINY_MODEL, RandomSource, build_model, one_thread, quiet_config, write_corpus
 
 SCRIPT = Path(__file__).with_name("hooked_cli.py")
 COMPARED = ("step", "loss", "lr", "grad_norm", "eval_loss", "eval_lm_accuracy")  # all but timing

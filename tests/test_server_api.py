@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-
 from cli_runner import run_cli
 from server_helpers import LiveServer, save_tiny_chat_model, save_tiny_classifier
 from test_generate import one_thread  # noqa: F401 - tiny models decode fastest on one thread

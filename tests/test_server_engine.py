@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from test_generate import one_thread  # noqa: F401 - tiny models decode fastest on one thread
 from test_generate_pipeline import tiny_chat_pipeline
 

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import torch
-
 from server_helpers import LiveServer, ServerProcess, save_tiny_chat_model
 from test_generate import one_thread  # noqa: F401 - tiny models decode fastest on one thread
 

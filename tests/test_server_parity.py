@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from cli_runner import run_cli_process
 from server_helpers import LiveServer
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from server_helpers import LiveServer, save_tiny_chat_model
 from test_generate import one_thread  # noqa: F401 - tiny models decode fastest on one thread
 

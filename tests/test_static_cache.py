@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_generate import MARIAN_PAD, VOCAB, left_padded, marian_pair, one_thread, ours_new_tokens, tiny_hf  # noqa: F401
 
 import polyformer as pf

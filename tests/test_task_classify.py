@@ -7,16 +7,24 @@ from collections import Counter
 
 import pytest
 import torch
+from task_tiny import (
+    FAST,
+    SENTIMENT,
+    bpe_tokenizer,
+    decoder_dir,
+    encoder_dir,
+    sentiment_rows,
+    seq2seq_dir,
+    wordpiece_tokenizer,
+    write_csv,
+    write_jsonl,
+)
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
 from polyformer.errors import ConfigError, DataError
 from polyformer.tasks import datasets
 from polyformer.tasks.recipe import FinetuneSpec, evaluate, finetune, predict
-from task_tiny import (
-    FAST, SENTIMENT, bpe_tokenizer, decoder_dir, encoder_dir, seq2seq_dir, sentiment_rows, wordpiece_tokenizer, write_csv,
-    write_jsonl,
-)
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PAIRS = [("a cat sits on the mat", "a cat is on the mat", 0.9), ("a cat sits on the mat", "stocks fell today", 0.1),
@@ -120,8 +128,8 @@ def test_unknown_label_in_test_data_names_the_line(tmp_path, tokenizer, sentimen
 
 
 def test_malformed_lines_name_the_line(tmp_path):
-    from polyformer.tasks.classify import CLASSIFY
     from polyformer.tasks.base import TaskOptions
+    from polyformer.tasks.classify import CLASSIFY
 
     bad_json = tmp_path / "bad.jsonl"
     bad_json.write_text('{"text": "ok", "label": "a"}\n{"text": "broken", "label": \n')

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from task_tiny import bpe_tokenizer
 
 import polyformer as pf
 from polyformer.errors import ConfigError
 from polyformer.tasks.encoding import TaskTokenizer, align_labels, join_words, split_words, token_words
 from polyformer.tasks.qa import QAExample, answer_tokens, best_span, context_range
 from polyformer.training.objectives import IGNORE_INDEX
-from task_tiny import bpe_tokenizer
 
 
 @pytest.fixture(scope="module")

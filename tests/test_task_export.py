@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from task_tiny import (
+    FAST,
+    NER_SENTENCES,
+    SENTIMENT,
+    sentiment_rows,
+    wordpiece_tokenizer,
+    write_conll,
+    write_csv,
+    write_jsonl,
+)
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
 from polyformer.tasks.recipe import FinetuneSpec, finetune
-from task_tiny import FAST, NER_SENTENCES, SENTIMENT, sentiment_rows, wordpiece_tokenizer, write_conll, write_csv, write_jsonl
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_runner import assert_one_line_error, run_cli
+from task_tiny import (
+    FAST,
+    NER_SENTENCES,
+    SENTIMENT,
+    bpe_tokenizer,
+    decoder_dir,
+    encoder_dir,
+    sentiment_rows,
+    seq2seq_dir,
+    wordpiece_tokenizer,
+    write_jsonl,
+)
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
-from cli_runner import assert_one_line_error, run_cli
 from polyformer.errors import ConfigError
 from polyformer.tasks.inference import infer_task, task_for
 from polyformer.tasks.recipe import FinetuneSpec, finetune
-from task_tiny import (FAST, NER_SENTENCES, SENTIMENT, bpe_tokenizer, decoder_dir, encoder_dir, seq2seq_dir,
-                       sentiment_rows, wordpiece_tokenizer, write_jsonl)
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 QA_ROWS = [{"question": "who is the sun", "context": "it is the east and juliet is the sun", "answers": ["juliet"]},

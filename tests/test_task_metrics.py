@@ -6,13 +6,22 @@ import numpy as np
 import pytest
 
 from polyformer.tasks.metrics import (
-    classification_scores, confusion_matrix, correlation_scores, entity_scores, exact_match, format_entity_report,
-    normalize_answer, plot_confusion, squad_scores, token_f1,
+    classification_scores,
+    confusion_matrix,
+    correlation_scores,
+    entity_scores,
+    exact_match,
+    format_entity_report,
+    normalize_answer,
+    plot_confusion,
+    squad_scores,
+    token_f1,
 )
 
 
 def test_classification_scores_match_scikit_learn():
-    from sklearn.metrics import accuracy_score, confusion_matrix as sk_confusion, f1_score
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import confusion_matrix as sk_confusion
 
     rng = np.random.default_rng(0)
     gold, predicted = rng.integers(0, 3, 200).tolist(), rng.integers(0, 3, 200).tolist()

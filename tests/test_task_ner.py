@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from task_tiny import FAST, NER_SENTENCES, encoder_dir, wordpiece_tokenizer, write_conll, write_jsonl
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
 from polyformer.errors import DataError
 from polyformer.tasks.base import TaskOptions
 from polyformer.tasks.ner import NER, entity_spans, read_conll
 from polyformer.tasks.recipe import FinetuneSpec, evaluate, finetune, predict
-from task_tiny import FAST, NER_SENTENCES, encoder_dir, wordpiece_tokenizer, write_conll, write_jsonl
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

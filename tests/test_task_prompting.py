@@ -6,15 +6,30 @@ from collections import Counter
 
 import pytest
 import torch
+from task_tiny import (
+    SENTIMENT,
+    bpe_tokenizer,
+    decoder_dir,
+    encoder_dir,
+    sentiment_rows,
+    wordpiece_tokenizer,
+    write_jsonl,
+)
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
 from polyformer.errors import ConfigError
 from polyformer.tasks.base import TaskOptions
 from polyformer.tasks.classify import TextExample
 from polyformer.tasks.encoding import TaskTokenizer
-from polyformer.tasks.prompting import PromptClassifier, PromptSpec, choose_shots, evaluate_prompted, prompt_spec
-from task_tiny import SENTIMENT, bpe_tokenizer, decoder_dir, encoder_dir, sentiment_rows, wordpiece_tokenizer, write_jsonl
-from train_tiny import one_thread  # noqa: F401  (fixture)
+from polyformer.tasks.prompting import (
+    PromptClassifier,
+    PromptSettings,
+    PromptSpec,
+    choose_shots,
+    evaluate_prompted,
+    prompt_spec,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SHOTS = [TextExample(text, label=label, where=f"shot{i}") for i, (text, label) in enumerate(SENTIMENT[::3])]
@@ -63,7 +78,8 @@ def test_shots_are_balanced_seeded_and_never_scored(decoder, tmp_path):
     assert [s.where for s in shots] != [s.where for s in choose_shots(examples, 8, seed=2)]
     model, tokenizer, folder = decoder
     data = write_jsonl(tmp_path / "reviews.jsonl", sentiment_rows() * 3)
-    result = evaluate_prompted(str(folder), str(data), "all", TaskOptions(), shots=4, verbalizers={"fresh": "good", "rotten": "bad"})
+    result = evaluate_prompted(str(folder), str(data), "all", TaskOptions(),
+                               PromptSettings(shots=4, verbalizers={"fresh": "good", "rotten": "bad"}))
     assert result.metrics["shots"] == 4 and result.metrics["examples"] == 24 - 4
     assert 0.0 <= result.metrics["accuracy"] <= 1.0 and sum(map(sum, result.details["confusion_matrix"])) == 20
     assert result.details["prompt_prefix"].count("Sentiment:") == 0 and result.details["prompt_prefix"].count("Label:") == 4
@@ -75,7 +91,7 @@ def test_prompt_spec_defaults_and_errors(tmp_path):
     assert spec.verbalizers == {"fresh": "positive", "rotten": "negative"} and "{text}" in spec.template
     assert prompt_spec("other.csv", train).verbalizers == {"fresh": "fresh", "rotten": "rotten"}
     with pytest.raises(ConfigError, match="names label"):
-        prompt_spec("x", train, verbalizers={"mixed": "so-so"})
+        prompt_spec("x", train, PromptSettings(verbalizers={"mixed": "so-so"}))
     with pytest.raises(ConfigError, match="no {text} placeholder"):
         PromptSpec({"a": "a", "b": "b"}, template="no placeholder")
     tokenizer = wordpiece_tokenizer(["an encoder"])

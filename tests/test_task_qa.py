@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from task_tiny import FAST, encoder_dir, wordpiece_tokenizer, write_jsonl
+from train_tiny import one_thread  # noqa: F401  (fixture)
 
 import polyformer as pf
 from polyformer.errors import DataError
 from polyformer.tasks.base import TaskOptions
 from polyformer.tasks.qa import QA, builtin_path, read_squad
 from polyformer.tasks.recipe import FinetuneSpec, evaluate, finetune, predict
-from task_tiny import FAST, encoder_dir, wordpiece_tokenizer, write_jsonl
-from train_tiny import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import yaml
+from train_tiny import MergedSource, RandomSource, build_model, objective_for, one_thread, quiet_config
 
 from polyformer.cli.main import main as cli_main
 from polyformer.errors import ConfigError
@@ -14,7 +15,6 @@ from polyformer.training.logging import read_metrics
 from polyformer.training.optim import build_optimizer, split_decay
 from polyformer.training.schedules import learning_rate
 from polyformer.training.trainer import TrainConfig, Trainer
-from train_tiny import one_thread, MergedSource, RandomSource, build_model, objective_for, quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,21 +17,8 @@ from typing import Any, Optional, TextIO
 
 import typer
 
-from polyformer.cli.generate import (
-    COMPILE,
-    DEVICE,
-    DTYPE,
-    MAX_NEW_TOKENS,
-    MIN_P,
-    MODEL,
-    REPETITION_PENALTY,
-    SEED,
-    STOP,
-    TEMPERATURE,
-    TOP_K,
-    TOP_P,
-    generation_options,
-)
+from polyformer.cli.generate import DEVICE, DTYPE, MODEL, Sampling
+from polyformer.cli.options import grouped
 from polyformer.errors import ConfigError, PolyformerError
 
 COMMANDS = "/reset (forget the conversation), /exit (quit)"
@@ -123,20 +110,12 @@ def _reply(pipe, conversation: Conversation, text: str, out: TextIO, err: TextIO
 def chat(
     model: str = MODEL,
     system: Optional[str] = typer.Option(None, "--system", help="A system message that starts the conversation."),
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    temperature: float = TEMPERATURE,
-    top_k: int = TOP_K,
-    top_p: float = TOP_P,
-    min_p: float = MIN_P,
-    repetition_penalty: float = REPETITION_PENALTY,
-    stop: Optional[list[str]] = STOP,
-    seed: Optional[int] = SEED,
+    sampling: Sampling = Sampling(),
     dtype: str = DTYPE,
     device: str = DEVICE,
-    compile: Optional[bool] = COMPILE,
 ) -> None:
     """Chat with a model interactively: streamed replies, history, /reset and /exit."""
-    options = generation_options(locals())
+    options = sampling.request()
     from polyformer.generation.pipeline import TextGenerationPipeline
 
     pipe = TextGenerationPipeline.load(model, device=device, dtype=dtype)
@@ -155,4 +134,4 @@ def chat(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("chat")(chat)
+    app.command("chat")(grouped(chat))

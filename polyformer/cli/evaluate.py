@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from polyformer.cli import task_options as shared
+from polyformer.cli.options import grouped
 
 
 def evaluate(
@@ -25,34 +26,19 @@ def evaluate(
     data: str = typer.Option(..., "--data", help="Built-in data (rotten_tomatoes, wnut16, shakespeare, shakespeare-qa) or a labelled file."),
     split: Optional[str] = typer.Option(None, "--split", help="train | dev | test | all (default: test for built-in data, all for a file)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and the plots / reports."),
-    max_length: Optional[int] = shared.MAX_LENGTH,
-    batch_size: int = shared.BATCH_SIZE,
-    device: str = shared.DEVICE,
-    stride: Optional[int] = shared.STRIDE,
-    prompt: bool = shared.PROMPT,
-    shots: int = shared.SHOTS,
-    verbalizer: Optional[list[str]] = shared.VERBALIZER,
-    template: Optional[str] = shared.TEMPLATE,
-    instruction: Optional[str] = shared.INSTRUCTION,
-    calibrate: bool = shared.CALIBRATE,
-    seed: int = typer.Option(0, "--seed", help="--prompt: seed of the demonstrations' choice and order."),
-    text_column: Optional[str] = shared.TEXT_COLUMN,
-    text_a_column: Optional[str] = shared.TEXT_A_COLUMN,
-    text_b_column: Optional[str] = shared.TEXT_B_COLUMN,
-    label_column: Optional[str] = shared.LABEL_COLUMN,
-    score_column: Optional[str] = shared.SCORE_COLUMN,
+    inference: shared.Inference = shared.Inference(),
+    prompting: shared.Prompting = shared.Prompting(),
+    texts: shared.TextColumns = shared.TextColumns(),
+    labels: shared.LabelColumns = shared.LabelColumns(),
 ) -> None:
     """Evaluate a model on a split of labelled data: accuracy / F1 / correlations / EM."""
     from polyformer.tasks import recipe
 
-    options = recipe.task_options(shared.columns(text_column, text_a_column, text_b_column, label_column, score_column),
-                                  max_length=max_length, batch_size=batch_size, device=device, stride=stride)
-    if prompt:
+    options = shared.task_options(inference, texts, labels)
+    if prompting.prompt:
         from polyformer.tasks.prompting import evaluate_prompted
 
-        shared.prompted_task(task)
-        result = evaluate_prompted(model, data, split, options, shots=shots, verbalizers=shared.verbalizers(verbalizer),
-                                   template=template, instruction=instruction, seed=seed, calibrate=calibrate)
+        result = evaluate_prompted(model, data, split, options, prompting.settings(task))
         result.task = "classify"
     else:
         result = recipe.evaluate(task, model, data, split, options)
@@ -87,4 +73,4 @@ def write_report(result, out: Path, title: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)
+    app.command("evaluate")(grouped(evaluate))

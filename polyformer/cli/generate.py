@@ -6,56 +6,57 @@
     polyformer generate --model M --prompt "The capital of France is" --num-beams 4 --num-return-sequences 3
 
 Generation options are checked before the model is loaded, so a bad value fails at once. The
-options shared with `polyformer chat` are defined here once.
+options shared with `polyformer chat` are one option group, `Sampling`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from polyformer.cli.options import grouped, option
 from polyformer.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from polyformer.generation.text import Candidate, TextCompletion
 
 MODEL = typer.Option(..., "--model", help="Catalog name (SmolLM2-135M-Instruct), model folder, run directory, .gguf file or hub id (org/name).")
-MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", help="Most tokens to generate per prompt.")
-TEMPERATURE = typer.Option(0.0, "--temperature", help="Sampling temperature; 0 = greedy.")
-TOP_K = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0 = off).")
-TOP_P = typer.Option(1.0, "--top-p", help="Nucleus sampling: the smallest set with this probability, in (0, 1].")
-MIN_P = typer.Option(0.0, "--min-p", help="Drop tokens less likely than min_p times the top token (0 = off).")
-REPETITION_PENALTY = typer.Option(1.0, "--repetition-penalty", help="Penalise tokens already seen (1 = off).")
-STOP = typer.Option(None, "--stop", help="Stop at this string (repeatable); the text ends just before it.")
-STOP_TOKEN_ID = typer.Option(None, "--stop-token-id", help="Stop at this token id (repeatable; default: the model's EOS).")
-SEED = typer.Option(None, "--seed", help="Seed for sampling (same seed, same text).")
 DTYPE = typer.Option("float32", "--dtype", help="Weights: float32 | bfloat16 | int8 (see README, precision).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
-COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the decode step (default: on CUDA only).")
 
 
-SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop", "seed", "compile")
+@dataclass
+class Sampling:
+    """The generation options `generate` and `chat` share (GenerationConfig fields)."""
 
+    max_new_tokens: int = option(128, "--max-new-tokens", help="Most tokens to generate per prompt.")
+    temperature: float = option(0.0, "--temperature", help="Sampling temperature; 0 = greedy.")
+    top_k: int = option(0, "--top-k", help="Sample among the k most likely tokens (0 = off).")
+    top_p: float = option(1.0, "--top-p", help="Nucleus sampling: the smallest set with this probability, in (0, 1].")
+    min_p: float = option(0.0, "--min-p", help="Drop tokens less likely than min_p times the top token (0 = off).")
+    repetition_penalty: float = option(1.0, "--repetition-penalty", help="Penalise tokens already seen (1 = off).")
+    stop: Optional[list[str]] = option(None, "--stop", help="Stop at this string (repeatable); the text ends just before it.")
+    seed: Optional[int] = option(None, "--seed", help="Seed for sampling (same seed, same text).")
+    compile: Optional[bool] = option(None, "--compile/--no-compile",
+                                     help="torch.compile the decode step (default: on CUDA only).")
 
-def generation_options(values: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """GenerationConfig fields from a command's values (its SAMPLING options, plus `fields`), checked now.
+    def request(self, **extra: Any) -> dict[str, Any]:
+        """The GenerationConfig fields given (these and `extra`), checked now, before any model is loaded."""
+        from polyformer.generation.sampling import make_config
 
-    Checking happens before any model is loaded, so a bad value fails at once.
-    """
-    from polyformer.generation.sampling import make_config
-
-    given = {**{name: values[name] for name in SAMPLING}, **fields}
-    options = {name: value for name, value in given.items() if value is not None}
-    if "stop" in options:
-        options["stop"] = list(options["stop"])
-    if "eos_token_id" in options:
-        options["eos_token_id"] = list(options["eos_token_id"]) or None
-    make_config(**options)
-    return options
+        given = {**{f.name: getattr(self, f.name) for f in fields(self)}, **extra}
+        options = {name: value for name, value in given.items() if value is not None}
+        if "stop" in options:
+            options["stop"] = list(options["stop"])
+        if "eos_token_id" in options:
+            options["eos_token_id"] = list(options["eos_token_id"]) or None
+        make_config(**options)
+        return options
 
 
 def read_prompts(path: Path, text_column: str = "text") -> list[tuple[Any, str]]:
@@ -89,15 +90,9 @@ def generate(
     text_column: str = typer.Option("text", "--text-column", help="Prompt field of .jsonl / .csv files."),
     chat: bool = typer.Option(False, "--chat", help="Wrap each prompt as a user turn of the model's chat template."),
     system: Optional[str] = typer.Option(None, "--system", help="With --chat: a system message first."),
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    temperature: float = TEMPERATURE,
-    top_k: int = TOP_K,
-    top_p: float = TOP_P,
-    min_p: float = MIN_P,
-    repetition_penalty: float = REPETITION_PENALTY,
-    stop: Optional[list[str]] = STOP,
-    stop_token_id: Optional[list[int]] = STOP_TOKEN_ID,
-    seed: Optional[int] = SEED,
+    sampling: Sampling = Sampling(),
+    stop_token_id: Optional[list[int]] = typer.Option(None, "--stop-token-id",
+                                                      help="Stop at this token id (repeatable; default: the model's EOS)."),
     num_beams: int = typer.Option(1, "--num-beams", help="Beam search with this many beams (1 = off)."),
     num_return_sequences: int = typer.Option(1, "--num-return-sequences",
                                              help="Candidates per prompt: the n best beams, or n samples (needs --temperature > 0)."),
@@ -105,7 +100,6 @@ def generate(
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts decoded together with --file."),
     dtype: str = DTYPE,
     device: str = DEVICE,
-    compile: Optional[bool] = COMPILE,
 ) -> None:
     """Generate text from a prompt or a file of prompts (JSON lines out for files)."""
     if (prompt is None) == (file is None):
@@ -116,8 +110,7 @@ def generate(
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if prompt is not None and not prompt.strip():
         raise DataError("--prompt is empty; give some text to continue")
-    options = generation_options(locals(), eos_token_id=stop_token_id, num_beams=num_beams,
-                                 num_return_sequences=num_return_sequences)
+    options = sampling.request(eos_token_id=stop_token_id, num_beams=num_beams, num_return_sequences=num_return_sequences)
     if stream and (num_beams > 1 or num_return_sequences > 1):
         raise ConfigError("--stream prints one sequence as it is generated: use --num-beams 1 and --num-return-sequences 1")
     items = read_prompts(file, text_column) if file is not None else [(0, prompt)]
@@ -177,4 +170,4 @@ def render(pipe, text: str, system: str | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate")(grouped(generate))

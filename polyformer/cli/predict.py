@@ -19,53 +19,40 @@ from typing import Optional
 import typer
 
 from polyformer.cli import task_options as shared
+from polyformer.cli.options import grouped
 
 
 def predict(
     task: Optional[str] = typer.Option(None, "--task", help="classify | ner | pair | qa | fill-mask (default: the model's own task, from its head)"),
     model: str = shared.MODEL,
     input_: str = typer.Option(..., "--input", help="A .txt / .jsonl / .csv file, or - for stdin."),
-    max_length: Optional[int] = shared.MAX_LENGTH,
-    batch_size: int = shared.BATCH_SIZE,
-    device: str = shared.DEVICE,
-    stride: Optional[int] = shared.STRIDE,
+    inference: shared.Inference = shared.Inference(),
     top_k: int = typer.Option(5, "--top-k", help="fill-mask: tokens per mask."),
-    prompt: bool = shared.PROMPT,
-    shots: int = shared.SHOTS,
+    prompting: shared.Prompting = shared.Prompting(),
     data: Optional[str] = typer.Option(None, "--data", help="--prompt: labelled data whose train split gives the labels and demonstrations."),
-    verbalizer: Optional[list[str]] = shared.VERBALIZER,
-    template: Optional[str] = shared.TEMPLATE,
-    instruction: Optional[str] = shared.INSTRUCTION,
-    calibrate: bool = shared.CALIBRATE,
-    seed: int = typer.Option(0, "--seed", help="--prompt: seed of the demonstrations' choice and order."),
-    text_column: Optional[str] = shared.TEXT_COLUMN,
-    text_a_column: Optional[str] = shared.TEXT_A_COLUMN,
-    text_b_column: Optional[str] = shared.TEXT_B_COLUMN,
+    texts: shared.TextColumns = shared.TextColumns(),
 ) -> None:
     """Predict labels / entities / answer spans / masked tokens for each input, as JSON lines."""
     from polyformer.tasks import recipe
     from polyformer.tasks.datasets import read_inputs
 
-    options = recipe.task_options(shared.columns(text_column, text_a_column, text_b_column, None, None),
-                                  max_length=max_length, batch_size=batch_size, device=device, stride=stride)
+    options = shared.task_options(inference, texts)
     inputs = read_inputs(input_)
-    if prompt:
-        shared.prompted_task(task)
-        rows = _prompted(model, inputs, options, data=data, shots=shots, verbalizers=shared.verbalizers(verbalizer),
-                         template=template, instruction=instruction, seed=seed, calibrate=calibrate)
+    if prompting.prompt:
+        rows = _prompted(model, inputs, options, data, prompting.settings(task))
     else:
         rows = recipe.predict_located(task, model, inputs, options, top_k=top_k)
     for row in rows:
         shared.echo_json(row)
 
 
-def _prompted(model: str, inputs, options, data: Optional[str], **prompt):
+def _prompted(model: str, inputs, options, data: Optional[str], settings):
     from polyformer.tasks.classify import CLASSIFY
     from polyformer.tasks.prompting import prompted_classifier
 
-    classifier = prompted_classifier(model, data, options, **prompt)
+    classifier = prompted_classifier(model, data, options, settings)
     return classifier.predict([CLASSIFY.parse_input(item, where, options) for where, item in inputs], options.batch_size)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("predict")(predict)
+    app.command("predict")(grouped(predict))

@@ -7,23 +7,64 @@ Runs unchanged under `torchrun` (DDP; `--fsdp` for FSDP2).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from polyformer.cli.options import given, grouped, option
 from polyformer.errors import ConfigError
 
-# CLI option name → TrainConfig field, for options that go to the trainer
-_TRAIN_OPTIONS = (
-    "max_steps", "micro_batches", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay",
-    "grad_clip", "dtype", "compile", "fsdp", "eval_every", "eval_batches", "save_every",
-    "keep_last", "log_every", "seed", "deterministic", "device", "progress",
-)
-_SPEC_OPTIONS = (
-    "arch", "preset", "data", "text_field", "tokenizer", "vocab_size", "block_size", "batch_size",
-    "nsp", "whole_word", "document_aware", "label_smoothing",
-)
+DETERMINISTIC_HELP = "CUDA: deterministic kernels, so GPU runs repeat bit for bit (slower)."
+
+
+@dataclass
+class Corpus:
+    """What to train on and how it is cut: PretrainSpec fields (unset: the config file's, then the defaults)."""
+
+    arch: Optional[str] = option(None, "--arch", help="encoder (MLM+NSP) | decoder (causal LM) | encoder-decoder (seq2seq).")
+    preset: Optional[str] = option(None, "--preset", help="Model preset (bert-tiny, bert-mini, gpt-tiny, gpt2, llama-tiny, "
+                                   "transformer-small, ...).")
+    data: Optional[list[str]] = option(None, "--data", help="Catalog name (shakespeare) or .txt/.jsonl/.csv files; repeatable.")
+    text_field: Optional[str] = option(None, "--text-column", help="Text column/field of jsonl/csv files.")
+    tokenizer: Optional[str] = option(None, "--tokenizer", help="char | bpe | wordpiece (trained on the train split) or a "
+                                      "tokenizer path.")
+    vocab_size: Optional[int] = option(None, "--vocab-size", help="Vocabulary size for a trained bpe/wordpiece tokenizer.")
+    block_size: Optional[int] = option(None, "--block-size", help="Tokens per training row (context length).")
+    batch_size: Optional[int] = option(None, "--batch-size", help="Rows per micro-batch (global, split across ranks).")
+    nsp: Optional[bool] = option(None, "--nsp/--no-nsp", help="Encoders: add next-sentence prediction to MLM.")
+    whole_word: Optional[bool] = option(None, "--whole-word/--no-whole-word", help="Encoders: whole-word masking.")
+    document_aware: Optional[bool] = option(None, "--document-aware/--no-document-aware",
+                                            help="Decoders: attend only within each packed document.")
+    label_smoothing: Optional[float] = option(None, "--label-smoothing", help="Encoder-decoders: label smoothing epsilon.")
+
+
+@dataclass
+class Training:
+    """How to train: TrainConfig fields (unset: the config file's, then the defaults; a resumed run's own)."""
+
+    max_steps: Optional[int] = option(None, "--max-steps", help="Optimizer steps.")
+    micro_batches: Optional[int] = option(None, "--micro-batches", help="Gradient accumulation: micro-batches per step.")
+    lr: Optional[float] = option(None, "--lr", help="Peak learning rate.")
+    min_lr: Optional[float] = option(None, "--min-lr", help="Final learning rate of cosine/linear schedules.")
+    warmup_steps: Optional[int] = option(None, "--warmup-steps", help="Linear warmup steps.")
+    schedule: Optional[str] = option(None, "--schedule", help="cosine | linear | inverse_sqrt | constant.")
+    weight_decay: Optional[float] = option(None, "--weight-decay", help="AdamW weight decay (not on biases, norms, embeddings).")
+    grad_clip: Optional[float] = option(None, "--grad-clip", help="Gradient-norm clipping (0 = off).")
+    dtype: Optional[str] = option(None, "--dtype", help="float32 | bfloat16 | float16 autocast.")
+    compile: Optional[bool] = option(None, "--compile/--no-compile", help="torch.compile the model.")
+    fsdp: Optional[bool] = option(None, "--fsdp/--no-fsdp", help="Shard with FSDP2 instead of DDP under torchrun.")
+    eval_every: Optional[int] = option(None, "--eval-every", help="Evaluate every N steps (0 = at the end).")
+    eval_batches: Optional[int] = option(None, "--eval-batches", help="Validation batches per evaluation.")
+    save_every: Optional[int] = option(None, "--save-every", help="Checkpoint every N steps (0 = at the end).")
+    keep_last: Optional[int] = option(None, "--keep-last", help="Checkpoints kept (plus the best).")
+    log_every: Optional[int] = option(None, "--log-every", help="Log every N steps.")
+    seed: Optional[int] = option(None, "--seed", help="Seed of the initial weights, dropout and data order: the same seed "
+                                 "repeats the run.")
+    deterministic: Optional[bool] = option(None, "--deterministic/--no-deterministic", help=DETERMINISTIC_HELP)
+    device: Optional[str] = option(None, "--device", help="auto | cpu | cuda | cuda:N.")
+    progress: Optional[bool] = option(None, "--progress/--no-progress", help="Show the progress bar.")
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:
@@ -40,57 +81,26 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 
 
 def pretrain(
-    arch: Optional[str] = typer.Option(None, help="encoder (MLM+NSP) | decoder (causal LM) | encoder-decoder (seq2seq)."),
-    preset: Optional[str] = typer.Option(None, help="Model preset (bert-tiny, bert-mini, gpt-tiny, gpt2, llama-tiny, transformer-small, ...)."),
-    data: Optional[list[str]] = typer.Option(None, "--data", help="Catalog name (shakespeare) or .txt/.jsonl/.csv files; repeatable."),
-    text_field: Optional[str] = typer.Option(None, "--text-column", help="Text column/field of jsonl/csv files."),
-    tokenizer: Optional[str] = typer.Option(None, help="char | bpe | wordpiece (trained on the train split) or a tokenizer path."),
-    vocab_size: Optional[int] = typer.Option(None, help="Vocabulary size for a trained bpe/wordpiece tokenizer."),
-    block_size: Optional[int] = typer.Option(None, help="Tokens per training row (context length)."),
-    batch_size: Optional[int] = typer.Option(None, help="Rows per micro-batch (global, split across ranks)."),
-    nsp: Optional[bool] = typer.Option(None, "--nsp/--no-nsp", help="Encoders: add next-sentence prediction to MLM."),
-    whole_word: Optional[bool] = typer.Option(None, "--whole-word/--no-whole-word", help="Encoders: whole-word masking."),
-    document_aware: Optional[bool] = typer.Option(None, "--document-aware/--no-document-aware", help="Decoders: attend only within each packed document."),
-    label_smoothing: Optional[float] = typer.Option(None, help="Encoder-decoders: label smoothing epsilon."),
-    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
-    micro_batches: Optional[int] = typer.Option(None, help="Gradient accumulation: micro-batches per step."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-    min_lr: Optional[float] = typer.Option(None, help="Final learning rate of cosine/linear schedules."),
-    warmup_steps: Optional[int] = typer.Option(None, help="Linear warmup steps."),
-    schedule: Optional[str] = typer.Option(None, help="cosine | linear | inverse_sqrt | constant."),
-    weight_decay: Optional[float] = typer.Option(None, help="AdamW weight decay (not on biases, norms, embeddings)."),
-    grad_clip: Optional[float] = typer.Option(None, help="Gradient-norm clipping (0 = off)."),
-    dtype: Optional[str] = typer.Option(None, help="float32 | bfloat16 | float16 autocast."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-    fsdp: Optional[bool] = typer.Option(None, "--fsdp/--no-fsdp", help="Shard with FSDP2 instead of DDP under torchrun."),
-    eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps (0 = at the end)."),
-    eval_batches: Optional[int] = typer.Option(None, help="Validation batches per evaluation."),
-    save_every: Optional[int] = typer.Option(None, help="Checkpoint every N steps (0 = at the end)."),
-    keep_last: Optional[int] = typer.Option(None, help="Checkpoints kept (plus the best)."),
-    log_every: Optional[int] = typer.Option(None, help="Log every N steps."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the initial weights, dropout and data order: the same seed repeats the run."),
-    deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic", help="CUDA: deterministic kernels, so GPU runs repeat bit for bit (slower)."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Show the progress bar."),
+    corpus: Corpus = Corpus(),
+    training: Training = Training(),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a model field: --set hidden_size=64 (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (fields of `polyformer pretrain`); options override it."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its latest checkpoint."),
 ) -> None:
     """Pretrain a model from scratch on real text (BERT: MLM+NSP, GPT: causal LM, encoder-decoder: seq2seq)."""
+    from polyformer.config import dataclass_from_yaml
     from polyformer.training import pretrain as recipe
 
-    given = dict(locals())
-    train = {name: given[name] for name in _TRAIN_OPTIONS if given[name] is not None}
+    train = given(training)
     if resume is not None:
         history = recipe.resume(resume, **train)
         _report(history, resume)
         return
     if out is None:
         raise ConfigError("--out DIR is required: the run directory to create")
-    base = recipe.read_spec(config).to_dict() if config is not None else {}
-    fields = {name: given[name] for name in _SPEC_OPTIONS if given[name] is not None}
-    spec_data = {**base, **fields}
+    base = dataclass_from_yaml(recipe.PretrainSpec, config).to_dict() if config is not None else {}
+    spec_data = {**base, **given(corpus)}
     spec_data["train"] = {**base.get("train", {}), **train}
     spec_data["model"] = {**base.get("model", {}), **parse_assignments(set_ or [])}
     spec = recipe.PretrainSpec.from_dict(spec_data, str(config) if config else "command line")
@@ -105,4 +115,4 @@ def _report(history: list[dict], out: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pretrain")(pretrain)
+    app.command("pretrain")(grouped(pretrain))

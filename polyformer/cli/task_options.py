@@ -1,57 +1,102 @@
-"""Options shared by `polyformer finetune`, `evaluate` and `predict` (not a verb of its own).
+"""Option groups shared by `polyformer finetune`, `evaluate` and `predict` (not a verb of its own).
 
-Typer reads options from function signatures; the shared ones are defined once here and used as
-defaults in each verb, so their names and help stay the same everywhere.
+Each group (`polyformer.cli.options`) is defined once here, so the options' names, defaults and
+help stay the same in every verb: the inference settings, the column names of data files, and
+zero- / few-shot prompting.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from polyformer.cli.options import given, option
+from polyformer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from polyformer.tasks.base import TaskOptions
+    from polyformer.tasks.prompting import PromptSettings
+
 TASK_HELP = "classify | ner | pair | qa (default: the task the model was fine-tuned for)"
-MODEL = typer.Option(..., "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file, run directory or hub id (org/name).")
-MAX_LENGTH = typer.Option(None, "--max-length", help="Tokens per input, specials included (default: the model's fine-tuning setting, else 128; QA 384).")
-BATCH_SIZE = typer.Option(32, "--batch-size", help="Inference batch size.")
-DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
-STRIDE = typer.Option(None, "--stride", help="qa: tokens shared by consecutive windows of a long context (default max_length // 3).")
-TEXT_COLUMN = typer.Option(None, "--text-column", help="Field / column of the text (default: text).")
-TEXT_A_COLUMN = typer.Option(None, "--text-a-column", help="Pairs: field of the first text (default: text_a).")
-TEXT_B_COLUMN = typer.Option(None, "--text-b-column", help="Pairs: field of the second text (default: text_b).")
-LABEL_COLUMN = typer.Option(None, "--label-column", help="Field / column of the label (default: label).")
-SCORE_COLUMN = typer.Option(None, "--score-column", help="Pairs: field of the similarity score (default: score).")
-# zero- / few-shot classification with a decoder's LM head
-PROMPT = typer.Option(False, "--prompt/--no-prompt", help="classify: score each label's continuation with the LM head (zero-/few-shot).")
-SHOTS = typer.Option(0, "--shots", help="--prompt: labelled examples from the train split put in the prompt (0 = zero-shot).")
-VERBALIZER = typer.Option(None, "--verbalizer", help="--prompt: LABEL=WORDS, the continuation scored for a label (repeatable).")
-TEMPLATE = typer.Option(None, "--template", help="--prompt: how one example reads, with {text} (default 'Text: {text}\\nLabel:').")
-INSTRUCTION = typer.Option(None, "--instruction", help="--prompt: text put before the examples.")
-CALIBRATE = typer.Option(False, "--calibrate/--no-calibrate", help="--prompt: predict with contextual calibration (divide out the label prior of content-free texts).")
+MODEL = typer.Option(..., "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file, run "
+                     "directory or hub id (org/name).")
+MAX_LENGTH_HELP = "Tokens per input, specials included (default: the model's fine-tuning setting, else 128; QA 384)."
+STRIDE_HELP = "qa: tokens shared by consecutive windows of a long context (default max_length // 3)."
 
 
-def prompted_task(task: Optional[str]) -> None:
-    """--prompt classifies: any other --task with it is a mistake."""
-    from polyformer.errors import ConfigError
+@dataclass
+class Inference:
+    """How a task model reads its inputs (evaluate, predict)."""
 
-    if task not in (None, "classify"):
-        raise ConfigError(f"--prompt classifies with a decoder's LM head; it does not do --task {task} "
-                          "(drop --prompt, or use --task classify)")
+    max_length: Optional[int] = option(None, "--max-length", help=MAX_LENGTH_HELP)
+    batch_size: int = option(32, "--batch-size", help="Inference batch size.")
+    device: str = option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
+    stride: Optional[int] = option(None, "--stride", help=STRIDE_HELP)
 
 
-def columns(text: Optional[str], text_a: Optional[str], text_b: Optional[str], label: Optional[str],
-            score: Optional[str]) -> dict[str, str]:
+@dataclass
+class TextColumns:
+    """Where the texts are in a .jsonl / .csv file."""
+
+    text: Optional[str] = option(None, "--text-column", help="Field / column of the text (default: text).")
+    text_a: Optional[str] = option(None, "--text-a-column", help="Pairs: field of the first text (default: text_a).")
+    text_b: Optional[str] = option(None, "--text-b-column", help="Pairs: field of the second text (default: text_b).")
+
+
+@dataclass
+class LabelColumns:
+    """Where the labels are in a .jsonl / .csv file."""
+
+    label: Optional[str] = option(None, "--label-column", help="Field / column of the label (default: label).")
+    score: Optional[str] = option(None, "--score-column", help="Pairs: field of the similarity score (default: score).")
+
+
+@dataclass
+class Prompting:
+    """Zero- / few-shot classification with a decoder's LM head (evaluate, predict)."""
+
+    prompt: bool = option(False, "--prompt/--no-prompt",
+                          help="classify: score each label's continuation with the LM head (zero-/few-shot).")
+    shots: int = option(0, "--shots", help="--prompt: labelled examples from the train split put in the prompt "
+                        "(0 = zero-shot).")
+    verbalizer: Optional[list[str]] = option(None, "--verbalizer", help="--prompt: LABEL=WORDS, the continuation scored "
+                                             "for a label (repeatable).")
+    template: Optional[str] = option(None, "--template", help="--prompt: how one example reads, with {text} "
+                                     "(default 'Text: {text}\\nLabel:').")
+    instruction: Optional[str] = option(None, "--instruction", help="--prompt: text put before the examples.")
+    calibrate: bool = option(False, "--calibrate/--no-calibrate", help="--prompt: predict with contextual calibration "
+                             "(divide out the label prior of content-free texts).")
+    seed: int = option(0, "--seed", help="--prompt: seed of the demonstrations' choice and order.")
+
+    def settings(self, task: Optional[str]) -> PromptSettings:
+        """The prompt settings; --prompt classifies, so any other --task with it is a mistake."""
+        from polyformer.tasks.prompting import PromptSettings
+
+        if task not in (None, "classify"):
+            raise ConfigError(f"--prompt classifies with a decoder's LM head; it does not do --task {task} "
+                              "(drop --prompt, or use --task classify)")
+        return PromptSettings(shots=self.shots, verbalizers=verbalizers(self.verbalizer), template=self.template,
+                              instruction=self.instruction, seed=self.seed, calibrate=self.calibrate)
+
+
+def columns(texts: TextColumns, labels: LabelColumns | None = None) -> dict[str, str]:
     """The column overrides that were given, as Columns field names."""
-    given = {"text": text, "text_a": text_a, "text_b": text_b, "label": label, "score": score}
-    return {name: value for name, value in given.items() if value is not None}
+    return {**given(texts), **(given(labels) if labels is not None else {})}
+
+
+def task_options(inference: Inference, texts: TextColumns, labels: LabelColumns | None = None) -> TaskOptions:
+    from polyformer.tasks import recipe
+
+    return recipe.task_options(columns(texts, labels), max_length=inference.max_length, batch_size=inference.batch_size,
+                               device=inference.device, stride=inference.stride)
 
 
 def verbalizers(items: Optional[list[str]]) -> dict[str, str] | None:
     """`LABEL=WORDS` options as a mapping."""
-    from polyformer.errors import ConfigError
-
     if not items:
         return None
     out: dict[str, str] = {}

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from polyformer.errors import DataError, TokenizerError
+
+if TYPE_CHECKING:
+    import torch
 
 IGNORE_INDEX = -100
 Generator = np.random.Generator
@@ -271,16 +274,31 @@ def document_positions(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- sequence to sequence
-def pad_rows(rows: Sequence[Sequence[int]], pad_value: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(values, mask), both (B, L) int64, L = `length` or the longest row; mask is 1 on real tokens."""
+def pad_rows(rows: Sequence[Sequence[int]], pad_value: int, length: int | None = None,
+             side: Literal["right", "left"] = "right") -> tuple[np.ndarray, np.ndarray]:
+    """(values, mask), both (B, L) int64, L = `length` or the longest row; mask is 1 on real tokens.
+
+    Rows are padded after their tokens, or before them with side="left" (decoder prompts, whose
+    next token follows the last column); a row longer than `length` keeps its first tokens.
+    """
     width = max((len(row) for row in rows), default=0) if length is None else length
     values = np.full((len(rows), width), pad_value, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for index, row in enumerate(rows):
         kept = list(row)[:width]
-        values[index, : len(kept)] = kept
-        mask[index, : len(kept)] = 1
+        span = slice(width - len(kept), width) if side == "left" else slice(0, len(kept))
+        values[index, span] = kept
+        mask[index, span] = 1
     return values, mask
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, side: Literal["right", "left"] = "right",
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """`pad_rows` as a model's batch: input_ids and attention_mask, (B, longest) int64 on `device`."""
+    import torch  # imported on first use: the numpy collators do not need it
+
+    values, mask = pad_rows(rows, pad_id, side=side)
+    return torch.from_numpy(values).to(device), torch.from_numpy(mask).to(device)
 
 
 def seq2seq_batch(

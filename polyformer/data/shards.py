@@ -31,13 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from polyformer.data.corpus import (
-    Spec,
-    Split,
-    corpus_fingerprint,
-    describe_spec,
-    read_documents,
-)
+from polyformer.data.corpus import Spec, Split, corpus_fingerprint, describe_spec, read_documents
 from polyformer.errors import DataError
 from polyformer.tokenizers import CharTokenizer, Tokenizer
 

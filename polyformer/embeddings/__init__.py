@@ -12,9 +12,8 @@ Only `SentenceEncoder` is imported eagerly; the rest load on first use.
 
 from __future__ import annotations
 
-import importlib
-
 from polyformer.embeddings.encoder import SentenceEncoder
+from polyformer.runtime import lazy_attributes
 
 _LAZY = {
     "MultipleNegativesRanking": "polyformer.embeddings.contrastive",
@@ -25,11 +24,7 @@ _LAZY = {
     "evaluate_encoder": "polyformer.embeddings.evaluation",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'polyformer.embeddings' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["SentenceEncoder", *_LAZY]

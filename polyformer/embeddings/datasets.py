@@ -30,19 +30,8 @@ import numpy as np
 
 from polyformer.data.corpus import _field, _records, held_out
 from polyformer.data.readers import read_rotten_tomatoes
-from polyformer.embeddings.evaluation import (
-    ClassificationSet,
-    EvalSets,
-    LabelledSet,
-    RetrievalSet,
-    ScoredPairs,
-)
-from polyformer.embeddings.pairs import (
-    MAX_SPEECH_LINES,
-    continuation_pairs,
-    shakespeare_works,
-    speeches,
-)
+from polyformer.embeddings.evaluation import ClassificationSet, EvalSets, LabelledSet, RetrievalSet, ScoredPairs
+from polyformer.embeddings.pairs import MAX_SPEECH_LINES, continuation_pairs, shakespeare_works, speeches
 from polyformer.errors import DataError
 
 SEED = 0

@@ -38,14 +38,11 @@ import torch
 import torch.nn.functional as F
 
 from polyformer.core.pooling import POOLING_MODES, pool
+from polyformer.data.collators import pad_batch
 from polyformer.errors import ConfigError, DataError
 from polyformer.io.hf import load_hf
 from polyformer.io.loader import load as load_model
-from polyformer.io.sentence_transformers import (
-    is_sentence_transformers_folder,
-    read_folder,
-    write_folder,
-)
+from polyformer.io.sentence_transformers import is_sentence_transformers_folder, read_folder, write_folder
 from polyformer.locations import resolve
 from polyformer.runtime import DTYPES, DTypeName, dtype_named, resolve_device
 from polyformer.tokenizers import Tokenizer, load_tokenizer
@@ -171,7 +168,7 @@ class SentenceEncoder:
         batches = plan_batches([len(row) for row in ids], batch_size, budget)
         with torch.inference_mode():
             for rows in _progress(batches, show_progress, len(texts)):
-                input_ids, mask = pad_ids([ids[i] for i in rows], self.pad_id, self.model.device)
+                input_ids, mask = pad_batch([ids[i] for i in rows], self.pad_id, device=self.model.device)
                 vectors = embed(self.model, input_ids, mask, self.pooling, normalize)  # (B, D)
                 out[rows] = vectors.float().cpu()
         return out if convert_to == "torch" else out.numpy()
@@ -271,17 +268,6 @@ def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None
     return batches
 
 
-def pad_ids(rows: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad id lists to the longest: input_ids, attention_mask, both (B, T) int64."""
-    length = max(1, max(len(row) for row in rows))
-    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for index, row in enumerate(rows):
-        input_ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[index, : len(row)] = 1
-    return input_ids.to(device), mask.to(device)
-
-
 def _progress(batches: list[list[int]], show: bool | None, texts: int) -> Iterable[list[int]]:
     if show is None:
         show = len(batches) > 1 and texts >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
@@ -292,4 +278,4 @@ def _progress(batches: list[list[int]], show: bool | None, texts: int) -> Iterab
     return track(batches, description="Encoding", transient=True)
 
 
-__all__ = ["SentenceEncoder", "embed", "pad_ids", "plan_batches"]
+__all__ = ["SentenceEncoder", "embed", "plan_batches"]

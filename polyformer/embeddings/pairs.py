@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polyformer.data.collators import pad_batch
 from polyformer.data.corpus import _field, _records, held_out
 from polyformer.data.readers import read_shakespeare
 from polyformer.data.sources import rank_rows
-from polyformer.embeddings.encoder import SentenceEncoder, pad_ids
+from polyformer.embeddings.encoder import SentenceEncoder
 from polyformer.errors import DataError
 
 Pair = tuple[str, ...]  # (anchor, positive) or (anchor, positive, negative)
@@ -159,7 +160,7 @@ class PairSource:
         rows, columns = len(pairs), len(pairs[0])
         texts = [pair[c] for pair in pairs for c in range(columns)]  # row-major: (B·C)
         ids = self.encoder.token_ids(texts, report_truncation=False)
-        input_ids, mask = pad_ids(ids, self.encoder.pad_id)
+        input_ids, mask = pad_batch(ids, self.encoder.pad_id)
         return {"input_ids": input_ids.view(rows, columns, -1), "attention_mask": mask.view(rows, columns, -1)}
 
 

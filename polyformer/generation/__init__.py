@@ -3,16 +3,8 @@
 from polyformer.generation.beam import beam_search
 from polyformer.generation.decoding import generate, stream
 from polyformer.generation.engine import GenerationOutput, Step, TokenStream
-from polyformer.generation.greedy import greedy_tokens
 from polyformer.generation.sampling import GenerationConfig
-from polyformer.generation.text import (
-    Candidate,
-    TextCompletion,
-    TextStreamer,
-    cut_at_stop,
-    generate_text,
-    stream_text,
-)
+from polyformer.generation.text import Candidate, TextCompletion, TextStreamer, cut_at_stop, generate_text, stream_text
 
 __all__ = [
     "Candidate",
@@ -26,7 +18,6 @@ __all__ = [
     "cut_at_stop",
     "generate",
     "generate_text",
-    "greedy_tokens",
     "stream",
     "stream_text",
 ]

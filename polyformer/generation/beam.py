@@ -17,12 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from polyformer.generation.engine import GenerationOutput, TokenStream, repeat_rows
-from polyformer.generation.sampling import (
-    GenerationConfig,
-    process_logits,
-    suppress,
-    token_counts,
-)
+from polyformer.generation.sampling import GenerationConfig, process_logits, suppress, token_counts
 
 if TYPE_CHECKING:
     from polyformer.models import PolyformerModel

@@ -19,14 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from polyformer.errors import ConfigError, DataError
-from polyformer.generation.sampling import (
-    GenerationConfig,
-    choose_tokens,
-    make_generator,
-    process_logits,
-    suppress,
-    token_counts,
-)
+from polyformer.generation.sampling import GenerationConfig, make_generator, next_tokens, token_counts
 from polyformer.generation.step import ModelSteps, choose_cache
 
 if TYPE_CHECKING:
@@ -106,12 +99,8 @@ def check_context(model: PolyformerModel, prompt_length: int, real_length: int, 
 
 
 def eos_ids_for(model: PolyformerModel, config: GenerationConfig) -> list[int]:
-    """The request's EOS ids, falling back to the model's (when it is a token the model can produce)."""
-    ids = config.eos_ids()
-    own = model.config.eos_token_id
-    if not ids and own is not None and 0 <= own < model.config.vocab_size:
-        ids = [own]
-    return ids
+    """The request's EOS ids, else the model's (`ModelConfig.end_ids`)."""
+    return config.eos_ids() or model.config.end_ids()
 
 
 def pad_id_for(model: PolyformerModel, eos_ids: list[int]) -> int:
@@ -157,13 +146,12 @@ class TokenStream:
         config = self.config
         counts = _Counts(self.input_ids, self.mask, self.model.config.vocab_size) if config.counts_tokens else None
         eos = set(self.eos_ids)
+        seen, generated = (counts.seen, counts.generated) if counts else (None, None)  # updated in place
         logits = self.prefill()
         for step in range(config.max_new_tokens):
-            scores = process_logits(logits, config, counts.seen, counts.generated) if counts else process_logits(logits, config)
-            if step < config.min_new_tokens:
-                scores = suppress(scores, self.eos_ids)
-            tokens = choose_tokens(scores, config.greedy, self.generator)  # (B,)
-            logprobs = scores.gather(-1, tokens[:, None]).squeeze(-1) - scores.logsumexp(-1)
+            forbid = self.eos_ids if step < config.min_new_tokens else None
+            _, tokens, logprobs = next_tokens(logits, config, self.generator, seen=seen, generated=generated,
+                                              forbid=forbid)  # (B,), (B,)
             active = ~self.done
             tokens = tokens.masked_fill(self.done, self.pad_id)
             logprobs = logprobs.masked_fill(self.done, 0.0)

@@ -104,10 +104,8 @@ class TextGenerationPipeline:
         """The pipeline defaults with `options` applied; EOS defaults to the model's and the tokenizer's."""
         config = make_config(self.config, **options)
         if config.eos_token_id is None:
-            ids = [self.model.config.eos_token_id, getattr(self.tokenizer, "eos_token_id", None)]
-            vocab = self.model.config.vocab_size
-            known = list(dict.fromkeys(i for i in ids if i is not None and 0 <= i < vocab))
-            config = make_config(config, eos_token_id=known or None)
+            ends = self.model.config.end_ids(getattr(self.tokenizer, "eos_token_id", None))
+            config = make_config(config, eos_token_id=ends or None)
         return config
 
     def context_length(self) -> int:

@@ -247,6 +247,22 @@ def choose_tokens(logits: torch.Tensor, greedy: bool, generator: torch.Generator
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
+def next_tokens(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None = None, *,
+                seen: torch.Tensor | None = None, generated: torch.Tensor | None = None,
+                forbid: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One decode step's choice for a request: logits (B, V) → processed scores (B, V), tokens (B,), log-probs (B,).
+
+    Each token's log-probability is taken under the distribution it was drawn from; `forbid` are
+    tokens that may not come yet (EOS before min_new_tokens); seen / generated as `process_logits`.
+    """
+    scores = process_logits(logits, config, seen, generated)
+    if forbid:
+        scores = suppress(scores, forbid)
+    tokens = choose_tokens(scores, config.greedy, generator)
+    logprobs = scores.gather(-1, tokens[:, None]).squeeze(-1) - scores.logsumexp(-1)
+    return scores, tokens, logprobs
+
+
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
     """A per-request generator: seeded when asked, otherwise from fresh entropy."""
     generator = torch.Generator(device=device)

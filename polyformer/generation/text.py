@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from polyformer.data.collators import pad_batch
 from polyformer.errors import DataError
 from polyformer.generation.decoding import generate
 from polyformer.generation.engine import TokenStream, check_streamable, repeat_rows
@@ -188,19 +189,6 @@ def encode_prompts(model: PolyformerModel, tokenizer, prompts: list[str],
     rows = [tokenizer.encode(p, add_special_tokens=add_special_tokens) for p in prompts]
     side = "right" if model.config.arch == "encoder-decoder" else "left"
     return pad_batch(rows, model.config.pad_token_id or 0, side, model.device)
-
-
-def pad_batch(rows: list[list[int]], pad_id: int, side: str, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id rows as a batch padded on `side` ("left" or "right"): input_ids and attention_mask, both (B, longest)."""
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for index, row in enumerate(rows):
-        if row:
-            span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
-            ids[index, span] = torch.tensor(row)
-            mask[index, span] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _text_pieces(token_stream: TokenStream, streamers: list[TextStreamer]) -> Iterator[tuple[int, str]]:

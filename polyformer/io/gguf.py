@@ -26,15 +26,7 @@ import torch
 from polyformer.config import ModelConfig
 from polyformer.errors import CheckpointError, ConfigError, UnknownModelError
 from polyformer.gguf_file import GGUFFile, open_gguf_file
-from polyformer.io.hf.common import (
-    Family,
-    Rule,
-    halves,
-    import_state,
-    load_into,
-    qkv_sizes,
-    rule,
-)
+from polyformer.io.hf.common import Family, Rule, halves, import_state, load_into, qkv_sizes, rule
 from polyformer.models import PolyformerModel
 
 ARCHITECTURES = ("llama",)

@@ -24,10 +24,7 @@ FORMATS = ("native", "hf")
 
 def transformer_folder(directory: Path) -> Path:
     """For a sentence-transformers folder, the folder holding its Transformer module; else itself."""
-    from polyformer.io.sentence_transformers import (
-        is_sentence_transformers_folder,
-        read_folder,
-    )
+    from polyformer.io.sentence_transformers import is_sentence_transformers_folder, read_folder
 
     return read_folder(directory).transformer if is_sentence_transformers_folder(directory) else directory
 

@@ -9,12 +9,7 @@ from pathlib import Path
 
 from polyformer.config import ModelConfig
 from polyformer.io.hf.common import load_into, tied_names
-from polyformer.io.safetensors_io import (
-    read_json,
-    read_tensors,
-    write_json,
-    write_tensors,
-)
+from polyformer.io.safetensors_io import read_json, read_tensors, write_json, write_tensors
 from polyformer.models import PolyformerModel
 
 

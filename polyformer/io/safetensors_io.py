@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from polyformer import runtime
 from polyformer.errors import CheckpointError, UnsafeCheckpointError
 from polyformer.runtime import write_atomic
 
@@ -92,13 +93,7 @@ def write_json(data: dict | list, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> dict:
     """A JSON object from a file, or a CheckpointError naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    data = runtime.read_json(path, CheckpointError)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return data

@@ -29,6 +29,31 @@ logger = logging.getLogger("polyformer.server")
 RunBatch = Callable[[list[Any]], Sequence[Any]]
 
 
+class Worker:
+    """A daemon thread running `_loop`; `_wakeup` wakes it, `stop` ends it (the batchers and the decode loop)."""
+
+    def __init__(self, thread_name: str) -> None:
+        self._wakeup = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
+        self._thread.join(timeout)
+
+    def wake(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify()
+
+
 @dataclass
 class _Job:
     items: list[Any]
@@ -39,24 +64,13 @@ class _Job:
     left: int = 0
 
 
-class DynamicBatcher:
+class DynamicBatcher(Worker):
     """Run `run(items) -> results` over batches of items gathered from concurrent requests."""
 
     def __init__(self, name: str, kind: str, run: RunBatch, max_batch_tokens: int, metrics: Metrics) -> None:
+        super().__init__(f"{kind}-{name}")
         self.name, self.kind, self.run, self.max_batch_tokens, self.metrics = name, kind, run, max_batch_tokens, metrics
         self._queue: list[_Job] = []
-        self._wakeup = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name=f"{kind}-{name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._wakeup:
-            self._stopping = True
-            self._wakeup.notify()
-        self._thread.join(timeout)
 
     async def submit(self, items: list[Any], costs: list[int]) -> list[Any]:
         """The results for `items` (in order), computed off the event loop."""

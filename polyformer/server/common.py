@@ -68,13 +68,20 @@ def check_ids(rows: Sequence[Sequence[int]], vocab_size: int, param: str) -> Non
             raise bad_request(f"{param}[{index}] holds token id {bad}, outside the vocabulary of {vocab_size}", param)
 
 
+async def unless(work: asyncio.Future, stop: Any) -> tuple[bool, Any]:
+    """(True, work's result), or (False, None) with work cancelled when the awaitable `stop` finishes first."""
+    watcher = asyncio.ensure_future(stop)
+    done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if work in done:
+        watcher.cancel()
+        return True, work.result()
+    work.cancel()
+    return False, None
+
+
 async def unless_disconnected(request: Request, awaitable: Any) -> Any:
     """The awaitable's result; if the client disconnects first, cancel it and raise ClientGone."""
-    task = asyncio.ensure_future(awaitable)
-    watcher = asyncio.ensure_future(until_disconnected(request))
-    done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        watcher.cancel()
-        return task.result()
-    task.cancel()
+    finished, result = await unless(asyncio.ensure_future(awaitable), until_disconnected(request))
+    if finished:
+        return result
     raise ClientGone()

@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import APIRouter, Request
 
-from polyformer.server.common import (
-    blocking,
-    check_ids,
-    parse,
-    request_id,
-    unless_disconnected,
-)
+from polyformer.server.common import blocking, check_ids, parse, request_id, unless_disconnected
 from polyformer.server.errors import bad_request
 from polyformer.server.schemas import (
     ClassifyRequest,

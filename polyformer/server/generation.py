@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,16 +26,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from polyformer.generation.sampling import (
-    GenerationConfig,
-    choose_tokens,
-    make_generator,
-    process_logits,
-    suppress,
-    token_counts,
-)
+from polyformer.generation.sampling import GenerationConfig, make_generator, next_tokens, token_counts
 from polyformer.generation.slots import SlotSteps
 from polyformer.generation.text import TextStreamer
+from polyformer.server.batching import Worker
 
 if TYPE_CHECKING:
     from polyformer.models import PolyformerModel
@@ -119,30 +112,15 @@ class _Row:
     last_time: float = 0.0
 
 
-class GenerationEngine:
+class GenerationEngine(Worker):
     """The decode loop of one model; `submit` rows, read their events from the ticket."""
 
     def __init__(self, name: str, model: PolyformerModel, tokenizer, slots: int, metrics: Metrics) -> None:
+        super().__init__(f"generate-{name}")
         self.name, self.model, self.tokenizer, self.metrics = name, model, tokenizer, metrics
         self.steps = SlotSteps(model, slots)
         self._pending: deque[_Row] = deque()
         self._running: dict[int, _Row] = {}
-        self._wakeup = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name=f"generate-{name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._wakeup:
-            self._stopping = True
-            self._wakeup.notify()
-        self._thread.join(timeout)
-
-    def wake(self) -> None:
-        with self._wakeup:
-            self._wakeup.notify()
 
     def submit(self, ticket: Ticket, rows: list[RowRequest]) -> None:
         """Queue the rows of one request (numbered 0..len-1 in its events)."""
@@ -238,13 +216,11 @@ class GenerationEngine:
             prompt = torch.tensor([row.spec.prompt_ids], device=logits.device)
             row.seen = token_counts(prompt, logits.shape[-1])
             row.generated = torch.zeros_like(row.seen)
-        scores = process_logits(logits, config, row.seen, row.generated)
-        if len(row.tokens) < config.min_new_tokens:
-            scores = suppress(scores, sorted(row.eos))
-        token = int(choose_tokens(scores, config.greedy, row.generator)[0])
-        normaliser = scores.logsumexp(-1)  # (1,)
-        logprob = float(scores[0, token] - normaliser[0])
-        top = _top(scores[0] - normaliser[0], row.spec.top_logprobs) if row.spec.top_logprobs else None
+        forbid = sorted(row.eos) if len(row.tokens) < config.min_new_tokens else None
+        scores, tokens, logprobs = next_tokens(logits, config, row.generator, seen=row.seen, generated=row.generated,
+                                               forbid=forbid)
+        token, logprob = int(tokens[0]), float(logprobs[0])
+        top = _top(scores[0].log_softmax(-1), row.spec.top_logprobs) if row.spec.top_logprobs else None
         if row.seen is not None:
             row.seen[0, token] += 1
             row.generated[0, token] += 1  # type: ignore[index]

@@ -23,29 +23,10 @@ from fastapi.responses import StreamingResponse
 
 from polyformer.generation.sampling import make_config
 from polyformer.server import formats
-from polyformer.server.common import (
-    blocking,
-    check_ids,
-    encode_prompts,
-    parse,
-    request_id,
-    until_disconnected,
-)
+from polyformer.server.common import blocking, check_ids, encode_prompts, parse, request_id, until_disconnected
 from polyformer.server.errors import APIError, ClientGone, bad_request
-from polyformer.server.generation import (
-    FinishEvent,
-    PromptEvent,
-    RowRequest,
-    Ticket,
-    TokenEvent,
-)
-from polyformer.server.schemas import (
-    MAX_ROWS,
-    MAX_SEED,
-    ChatRequest,
-    CompletionRequest,
-    Sampling,
-)
+from polyformer.server.generation import FinishEvent, PromptEvent, RowRequest, Ticket, TokenEvent
+from polyformer.server.schemas import MAX_ROWS, MAX_SEED, ChatRequest, CompletionRequest, Sampling
 
 if TYPE_CHECKING:
     from polyformer.server.registry import ServedModel

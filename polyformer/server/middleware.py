@@ -22,6 +22,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from polyformer.server.common import unless
 from polyformer.server.errors import error_body
 
 if TYPE_CHECKING:
@@ -106,12 +107,9 @@ async def _admit(service: Service, receive: Any) -> bool | None:
     await asyncio.sleep(0)  # enter() runs: an immediate place or refusal needs no disconnect watcher
     if entering.done():
         return entering.result()
-    watching = asyncio.ensure_future(_disconnected(receive))
-    done, _ = await asyncio.wait({entering, watching}, return_when=asyncio.FIRST_COMPLETED)
-    if entering in done:
-        watching.cancel()
-        return entering.result()
-    entering.cancel()
+    finished, admitted = await unless(entering, _disconnected(receive))
+    if finished:
+        return admitted
     try:
         await entering
     except asyncio.CancelledError:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from polyformer.embeddings.encoder import SentenceEncoder, embed, pad_ids
+from polyformer.data.collators import pad_batch
+from polyformer.embeddings.encoder import SentenceEncoder, embed
 from polyformer.server.batching import DynamicBatcher
 from polyformer.server.generation import GenerationEngine
 
@@ -104,7 +105,7 @@ def load_encoder(source: str, settings: ServerSettings) -> SentenceEncoder:
 
 def embedding_batcher(name: str, encoder: SentenceEncoder, settings: ServerSettings, metrics: Metrics) -> DynamicBatcher:
     def run(rows: list[list[int]]) -> list[np.ndarray]:
-        input_ids, mask = pad_ids(rows, encoder.pad_id, encoder.model.device)
+        input_ids, mask = pad_batch(rows, encoder.pad_id, device=encoder.model.device)
         vectors = embed(encoder.model, input_ids, mask, encoder.pooling, normalize=True)  # (B, D)
         return list(vectors.float().cpu().numpy())
 

@@ -9,9 +9,9 @@ context) are checked where the model is known (`polyformer.server.generation_api
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_N = 16  # choices per prompt
 MAX_PROMPTS = 64  # prompts per completion request
@@ -55,6 +55,16 @@ def _texts(value: Any, what: str, max_items: int, allow_ids: bool) -> Any:
                 raise ValueError(f"{what}[{index}] must be a non-empty list of token ids (integers >= 0)")
         return value
     raise ValueError(f"{what} must be {shapes}, not a mix")
+
+
+def _checked_texts(what: str, max_items: int, allow_ids: bool) -> BeforeValidator:
+    """The `_texts` check of one field, run on the value as sent."""
+    return BeforeValidator(lambda value: _texts(value, what, max_items, allow_ids))
+
+
+Prompts = Annotated[Any, _checked_texts("prompt", MAX_PROMPTS, allow_ids=True)]
+EmbeddingInputs = Annotated[Any, _checked_texts("input", MAX_INPUTS, allow_ids=True)]
+Queries = Annotated[str | list[str], _checked_texts("query", MAX_INPUTS, allow_ids=False)]
 
 
 def _is_id(value: Any) -> bool:
@@ -114,16 +124,11 @@ class Sampling(Strict):
 
 
 class CompletionRequest(Sampling):
-    prompt: Any
+    prompt: Prompts
     max_tokens: int | None = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
     suffix: None = None
-
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _check_prompt(cls, value: Any) -> Any:
-        return _texts(value, "prompt", MAX_PROMPTS, allow_ids=True)
 
 
 class Message(Strict):
@@ -167,15 +172,10 @@ class ChatRequest(Sampling):
 
 class EmbeddingRequest(Strict):
     model: str
-    input: Any
+    input: EmbeddingInputs
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _check_input(cls, value: Any) -> Any:
-        return _texts(value, "input", MAX_INPUTS, allow_ids=True)
 
 
 class ClassifyRequest(Strict):
@@ -202,14 +202,9 @@ class RerankRequest(Strict):
 
 class SearchRequest(Strict):
     index: str
-    query: str | list[str]
+    query: Queries
     k: int = Field(10, ge=1, le=1000)
     filter: dict[str, str | int | float | bool] | None = None
-
-    @field_validator("query", mode="before")
-    @classmethod
-    def _check_query(cls, value: Any) -> Any:
-        return _texts(value, "query", MAX_INPUTS, allow_ids=False)
 
 
 class TokenizeRequest(Strict):

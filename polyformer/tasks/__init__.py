@@ -12,15 +12,7 @@ loading live in models.py, the trainer's data source in batches.py, tokenisation
 
 from polyformer.tasks.base import Evaluation, TaskOptions
 from polyformer.tasks.fill_mask import MaskPrediction, fill_mask
-from polyformer.tasks.recipe import (
-    TASK_NAMES,
-    FinetuneResult,
-    FinetuneSpec,
-    evaluate,
-    finetune,
-    get_task,
-    predict,
-)
+from polyformer.tasks.recipe import TASK_NAMES, FinetuneResult, FinetuneSpec, evaluate, finetune, get_task, predict
 
 __all__ = [
     "TASK_NAMES",

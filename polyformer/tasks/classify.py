@@ -24,18 +24,9 @@ import torch
 from polyformer.data.readers import read_rotten_tomatoes
 from polyformer.errors import DataError
 from polyformer.tasks import datasets
-from polyformer.tasks.base import (
-    Evaluation,
-    TaskOptions,
-    label_index,
-    report_truncation,
-)
+from polyformer.tasks.base import Evaluation, TaskOptions, label_index, report_truncation
 from polyformer.tasks.batches import Feature, batched_outputs, feature
-from polyformer.tasks.metrics import (
-    classification_scores,
-    confusion_matrix,
-    correlation_scores,
-)
+from polyformer.tasks.metrics import classification_scores, confusion_matrix, correlation_scores
 from polyformer.tasks.objectives import Regression
 from polyformer.training.objectives import Classification
 

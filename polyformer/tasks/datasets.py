@@ -16,7 +16,7 @@ Every task reads its examples through here, so the rules are the same for all of
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +61,20 @@ def normalize_split(split: str) -> str:
 def file_kind(path: str | Path) -> str:
     """A data file's format suffix (`.jsonl`, `.csv`, ...), looking through `.bz2`."""
     return _suffix(Path(path))
+
+
+def read_dataset(data: str, builtin: str, read_builtin: Callable[[], list[T]], read_jsonl: Callable[[str], list[T]],
+                 read_file: Callable[[str], list[T]], noun: str) -> list[T]:
+    """A recipe's examples from its built-in data, a .jsonl file or its own file format; DataError when none."""
+    if data == builtin:
+        found = read_builtin()
+    elif file_kind(data) == ".jsonl":
+        found = read_jsonl(data)
+    else:
+        found = read_file(data)
+    if not found:
+        raise DataError(f"{data}: no {noun}")
+    return found
 
 
 def data_file(spec: str | Path, what: str, suffixes: Sequence[str] = RECORD_SUFFIXES) -> Path:

@@ -79,13 +79,7 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, 
 # ---- NER --------------------------------------------------------------------------------------
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """(entity precision / recall / F1 / token accuracy, per-type report) from seqeval."""
-    from seqeval.metrics import (
-        accuracy_score,
-        classification_report,
-        f1_score,
-        precision_score,
-        recall_score,
-    )
+    from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 
     gold, predicted = [list(tags) for tags in gold], [list(tags) for tags in predicted]
     if [len(tags) for tags in gold] != [len(tags) for tags in predicted]:

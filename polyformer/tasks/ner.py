@@ -23,12 +23,7 @@ from typing import TYPE_CHECKING, Any
 from polyformer.data.readers import _open_text, read_wnut16
 from polyformer.errors import DataError
 from polyformer.tasks import datasets
-from polyformer.tasks.base import (
-    Evaluation,
-    TaskOptions,
-    label_index,
-    report_truncation,
-)
+from polyformer.tasks.base import Evaluation, TaskOptions, label_index, report_truncation
 from polyformer.tasks.batches import Feature, batched_outputs, feature
 from polyformer.tasks.encoding import (
     Encoded,
@@ -117,14 +112,9 @@ class NerTask:
 
     # ---- data ---------------------------------------------------------------------------------
     def load(self, data: str, split: str, options: TaskOptions) -> list[TaggedSentence]:
-        if data == self.builtin:
-            sentences = [_checked(w, t, f"wnut16[{i}]") for i, (w, t) in enumerate(read_wnut16())]
-        elif datasets.file_kind(data) == ".jsonl":
-            sentences = _jsonl_sentences(data, options)
-        else:
-            sentences = read_conll(data)
-        if not sentences:
-            raise DataError(f"{data}: no sentences")
+        sentences = datasets.read_dataset(
+            data, self.builtin, lambda: [_checked(w, t, f"wnut16[{i}]") for i, (w, t) in enumerate(read_wnut16())],
+            lambda path: _jsonl_sentences(path, options), read_conll, "sentences")
         return datasets.take_split(sentences, split, None, source=data)
 
     def head_settings(self, examples: Sequence[TaggedSentence], options: TaskOptions) -> dict[str, Any]:

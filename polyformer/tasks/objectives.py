@@ -18,13 +18,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from polyformer.training.objectives import (
-    TermValues,
-    _Base,
-    _require,
-    model_inputs,
-    token_loss,
-)
+from polyformer.training.objectives import TermValues, _Base, _require, model_inputs, token_loss
 
 
 @dataclass

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from polyformer.core import KVCache
+from polyformer.data.collators import pad_batch
 from polyformer.errors import ConfigError
 from polyformer.models import PolyformerModel
 from polyformer.tasks.base import Evaluation, report_truncation
@@ -61,6 +62,18 @@ BUILTIN_PROMPTS = {
         "verbalizers": {"fresh": "positive", "rotten": "negative"},
     },
 }
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """What a user asks of a prompt; `prompt_spec` turns it into the PromptSpec for a dataset."""
+
+    shots: int = 0  # demonstrations from the train split (0 = zero-shot)
+    verbalizers: dict[str, str] | None = None  # label → words, over the built-in ones (default: the label itself)
+    template: str | None = None  # how one example reads, with {text} (default: the dataset's, else DEFAULT_TEMPLATE)
+    instruction: str | None = None  # text before the examples (default: the dataset's, else none)
+    seed: int = 0  # choice and order of the demonstrations
+    calibrate: bool = False  # predict with contextual calibration
 
 
 @dataclass
@@ -121,10 +134,10 @@ def choose_shots(examples: Sequence[TextExample], count: int, seed: int = 0) -> 
     return [chosen[i] for i in rng.permutation(len(chosen))]
 
 
-def prompt_spec(data: str | None, train: Sequence[TextExample] | None, shots: int = 0,
-                verbalizers: dict[str, str] | None = None, template: str | None = None,
-                instruction: str | None = None, seed: int = 0, calibrate: bool = False) -> PromptSpec:
-    """The prompt for a dataset: built-in defaults, labels from the train split, overrides on top."""
+def prompt_spec(data: str | None, train: Sequence[TextExample] | None,
+                settings: PromptSettings = PromptSettings()) -> PromptSpec:
+    """The prompt for a dataset: built-in defaults, labels from the train split, the settings on top."""
+    shots, verbalizers, template, instruction = settings.shots, settings.verbalizers, settings.template, settings.instruction
     defaults = BUILTIN_PROMPTS.get(data or "", {})
     labels = sorted({e.label for e in train or [] if e.label is not None})
     words = dict(defaults.get("verbalizers", {}) if not verbalizers else {})
@@ -140,8 +153,8 @@ def prompt_spec(data: str | None, train: Sequence[TextExample] | None, shots: in
         verbalizers=words,
         template=template or defaults.get("template", DEFAULT_TEMPLATE),  # type: ignore[arg-type]
         instruction=instruction if instruction is not None else defaults.get("instruction", ""),  # type: ignore[arg-type]
-        shots=choose_shots(train or [], shots, seed),
-        calibrate=calibrate,
+        shots=choose_shots(train or [], shots, settings.seed),
+        calibrate=settings.calibrate,
     )
 
 
@@ -227,18 +240,14 @@ class PromptClassifier:
 
     def _hidden(self, rows: list[list[int]]) -> torch.Tensor:
         """(B, T, D) last hidden states of right-padded rows after the cached prefix."""
-        device, length = self.model.device, max(len(ids) for ids in rows)
-        ids = torch.full((len(rows), length), self.encoder.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), len(self.prefix_ids) + length), dtype=torch.long)
-        mask[:, : len(self.prefix_ids)] = 1
-        for row, tokens in enumerate(rows):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            mask[row, len(self.prefix_ids): len(self.prefix_ids) + len(tokens)] = 1
+        device = self.model.device
+        ids, mask = pad_batch(rows, self.encoder.pad_id, device=device)
+        mask = torch.cat([mask.new_ones(len(rows), len(self.prefix_ids)), mask], dim=1)  # (B, prefix + T)
         cache = None
         if self._prefix_cache is not None:
             cache = copy.deepcopy(self._prefix_cache)
             cache.reorder(torch.zeros(len(rows), dtype=torch.long, device=device))  # the prefix for every row
-        return self.model.hidden_states(ids.to(device), attention_mask=mask.to(device), cache=cache)
+        return self.model.hidden_states(ids, attention_mask=mask, cache=cache)
 
     # ---- task results ---------------------------------------------------------------------------
     def evaluate(self, examples: Sequence[TextExample], batch_size: int = 16) -> Evaluation:
@@ -273,9 +282,8 @@ class PromptClassifier:
 
 
 # ---- recipe level: load, build the prompt, run ----------------------------------------------------
-def prompted_classifier(model, data: str | None, options, shots: int = 0, verbalizers: dict[str, str] | None = None,
-                        template: str | None = None, instruction: str | None = None, seed: int = 0,
-                        calibrate: bool = False, tokenizer=None) -> PromptClassifier:
+def prompted_classifier(model, data: str | None, options, settings: PromptSettings = PromptSettings(),
+                        tokenizer=None) -> PromptClassifier:
     """A PromptClassifier for a model spec (or object + tokenizer), labels and shots from `data`'s train split."""
     from polyformer.tasks.classify import CLASSIFY
     from polyformer.tasks.models import load_pretrained
@@ -287,20 +295,21 @@ def prompted_classifier(model, data: str | None, options, shots: int = 0, verbal
         loaded = model
     else:
         loaded, tokenizer, _ = load_pretrained(model)
-    if data is None and not verbalizers:
+    if data is None and not settings.verbalizers:
         raise ConfigError("prompting needs the labels: pass --data (its train split gives them) or --verbalizer LABEL=WORDS")
     train = CLASSIFY.load(data, "train", options) if data is not None else None
-    spec = prompt_spec(data, train, shots, verbalizers, template, instruction, seed, calibrate)
+    spec = prompt_spec(data, train, settings)
     loaded = loaded.to(inference_device(options.device))
     return PromptClassifier(loaded, TaskTokenizer(tokenizer, options.max_length or 512), spec)
 
 
-def evaluate_prompted(model, data: str, split: str | None, options, **prompt) -> Evaluation:
+def evaluate_prompted(model, data: str, split: str | None, options,
+                      settings: PromptSettings = PromptSettings()) -> Evaluation:
     """Zero-/few-shot metrics on a split (as `evaluate`; the demonstrations are never scored)."""
     from polyformer.tasks.classify import CLASSIFY
     from polyformer.tasks.recipe import default_split
 
-    classifier = prompted_classifier(model, data, options, **prompt)
+    classifier = prompted_classifier(model, data, options, settings)
     shown = {shot.where for shot in classifier.spec.shots}
     examples = [e for e in CLASSIFY.load(data, split or default_split(CLASSIFY, data), options) if e.where not in shown]
     return classifier.evaluate(examples, options.batch_size)

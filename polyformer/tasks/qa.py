@@ -115,14 +115,8 @@ class QATask:
 
     # ---- data ---------------------------------------------------------------------------------
     def load(self, data: str, split: str, options: TaskOptions) -> list[QAExample]:
-        if data == self.builtin:
-            examples = read_squad(builtin_path())
-        elif datasets.file_kind(data) == ".jsonl":
-            examples = _jsonl_examples(data, options)
-        else:
-            examples = read_squad(data)
-        if not examples:
-            raise DataError(f"{data}: no questions")
+        examples = datasets.read_dataset(data, self.builtin, lambda: read_squad(builtin_path()),
+                                         lambda path: _jsonl_examples(path, options), read_squad, "questions")
         groups = sorted({e.group for e in examples})
         chosen = set(datasets.take_split(groups, split, None, source=data))
         return [e for e in examples if e.group in chosen]

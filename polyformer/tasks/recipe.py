@@ -37,7 +37,7 @@ from polyformer.errors import ConfigError
 from polyformer.io.loader import save
 from polyformer.io.native import load_native
 from polyformer.models import PolyformerModel
-from polyformer.runtime import DTypeName, resolve_device
+from polyformer.runtime import DTypeName, resolve_device, write_atomic
 from polyformer.tasks.base import Evaluation, Task, TaskOptions, report_truncation
 from polyformer.tasks.batches import ExampleSource
 from polyformer.tasks.datasets import Columns
@@ -133,18 +133,6 @@ def task_options(columns: dict[str, str] | None = None, **settings: Any) -> Task
     return TaskOptions(columns=cols, **settings)
 
 
-def read_spec(path: str | Path, overrides: dict[str, Any]) -> FinetuneSpec:
-    """A spec from a YAML file, with command-line values on top."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: run config not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-    return FinetuneSpec.from_dict({**data, **overrides}, str(path))
-
-
 def max_length_for(task: Task, model: PolyformerModel, requested: int | None) -> int:
     """Tokens per input: the request, else the model's fine-tuning setting or the task default; within positions."""
     length = requested or model.config.extra.get("max_length") or task.default_max_length
@@ -182,7 +170,7 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
         return task.evaluate(current, encoder, dev, options).metrics
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / SPEC_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    write_atomic(out / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     run_info = {"finetune": {k: v for k, v in spec.to_dict().items() if k not in ("out", "progress", "device")}}
     trainer = Trainer(model, task.objective(model), source, config, evaluate=on_dev, run_info=run_info)
     history = trainer.train()
@@ -191,7 +179,7 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
     metrics = _best_metrics(best_dir, history)
     save(final, out / "model")
     tokenizer.save(out / "model")
-    (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_atomic(out / "dev_metrics.json", json.dumps(metrics, indent=2) + "\n")
     return FinetuneResult(out / "model", metrics, history)
 
 

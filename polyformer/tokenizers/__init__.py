@@ -9,12 +9,7 @@ Everything wraps the Hugging Face `tokenizers` library; see `tokenizer.py` for t
 """
 
 from polyformer.tokenizers.char import CharTokenizer
-from polyformer.tokenizers.gguf_vocab import (
-    GGUFVocab,
-    build_gguf_tokenizer,
-    load_gguf_tokenizer,
-    read_gguf_vocab,
-)
+from polyformer.tokenizers.gguf_vocab import GGUFVocab, build_gguf_tokenizer, load_gguf_tokenizer, read_gguf_vocab
 from polyformer.tokenizers.load import load_tokenizer
 from polyformer.tokenizers.special import BERT_SPECIAL_TOKENS, SpecialTokens
 from polyformer.tokenizers.tokenizer import BatchEncoding, Tokenizer

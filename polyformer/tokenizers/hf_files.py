@@ -17,19 +17,10 @@ from tokenizers import Tokenizer as Backend
 from tokenizers import normalizers
 from tokenizers.models import BPE, WordPiece
 
+from polyformer import runtime
 from polyformer.errors import TokenizerError
-from polyformer.tokenizers.pipelines import (
-    BertOptions,
-    bert_pipeline,
-    byte_level_pipeline,
-    template_processor,
-)
-from polyformer.tokenizers.special import (
-    BERT_SPECIAL_TOKENS,
-    GPT2_END_OF_TEXT,
-    SpecialTokens,
-    infer_special_tokens,
-)
+from polyformer.tokenizers.pipelines import BertOptions, bert_pipeline, byte_level_pipeline, template_processor
+from polyformer.tokenizers.special import BERT_SPECIAL_TOKENS, GPT2_END_OF_TEXT, SpecialTokens, infer_special_tokens
 from polyformer.tokenizers.tokenizer import CHAT_TEMPLATE_FILE, CONFIG_FILE, Tokenizer
 
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
@@ -39,17 +30,7 @@ _CLASSES_WITHOUT_SEGMENTS = ("DistilBert",)
 
 def read_json(file: Path) -> Any:
     """Parsed JSON; TokenizerError naming the file and the position of a syntax error."""
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TokenizerError(f"{file}: file not found") from None
-    except UnicodeDecodeError as error:
-        raise TokenizerError(f"{file}: not UTF-8 text ({error.reason}); replace the file") from None
-    except json.JSONDecodeError as error:
-        raise TokenizerError(
-            f"{file}: malformed JSON at line {error.lineno} column {error.colno} ({error.msg}); "
-            "replace the file with an intact copy"
-        ) from None
+    return runtime.read_json(file, TokenizerError)
 
 
 def read_hf_config(directory: Path) -> dict[str, Any]:

@@ -24,11 +24,7 @@ from polyformer.errors import TokenizerError
 from polyformer.locations import resolve
 from polyformer.tokenizers.char import CHAR_TOKENIZER_FILE, CharTokenizer
 from polyformer.tokenizers.gguf_vocab import load_gguf_tokenizer
-from polyformer.tokenizers.hf_files import (
-    load_gpt2_bpe,
-    load_tokenizer_json,
-    load_wordpiece_vocab,
-)
+from polyformer.tokenizers.hf_files import load_gpt2_bpe, load_tokenizer_json, load_wordpiece_vocab
 from polyformer.tokenizers.tokenizer import TOKENIZER_FILE, Tokenizer
 
 _GPT2_FILE_PAIRS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))

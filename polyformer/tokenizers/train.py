@@ -28,18 +28,8 @@ from tokenizers import pre_tokenizers, trainers
 from tokenizers.models import BPE, WordPiece
 
 from polyformer.errors import TokenizerError
-from polyformer.tokenizers.pipelines import (
-    BertOptions,
-    bert_pipeline,
-    byte_level_pipeline,
-    template_processor,
-)
-from polyformer.tokenizers.special import (
-    BERT_SPECIAL_TOKENS,
-    GPT2_END_OF_TEXT,
-    SpecialTokens,
-    infer_special_tokens,
-)
+from polyformer.tokenizers.pipelines import BertOptions, bert_pipeline, byte_level_pipeline, template_processor
+from polyformer.tokenizers.special import BERT_SPECIAL_TOKENS, GPT2_END_OF_TEXT, SpecialTokens, infer_special_tokens
 from polyformer.tokenizers.tokenizer import Tokenizer
 
 Corpus = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]

@@ -10,14 +10,7 @@
 
 from polyformer.data.sources import BatchSource
 from polyformer.training.checkpoint import latest_checkpoint, resume, seed_everything
-from polyformer.training.objectives import (
-    CausalLM,
-    Classification,
-    MaskedLM,
-    Objective,
-    Seq2SeqLM,
-    build_objective,
-)
+from polyformer.training.objectives import CausalLM, Classification, MaskedLM, Objective, Seq2SeqLM, build_objective
 from polyformer.training.trainer import TrainConfig, Trainer
 
 __all__ = [

@@ -39,12 +39,7 @@ import torch
 from torch import nn
 
 from polyformer.errors import CheckpointError, ConfigError
-from polyformer.io.safetensors_io import (
-    read_json,
-    read_tensors,
-    write_json,
-    write_tensors,
-)
+from polyformer.io.safetensors_io import read_json, read_tensors, write_json, write_tensors
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"

@@ -171,20 +171,14 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
 # ---- full state dicts -------------------------------------------------------------------------
 def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The unsharded model state on CPU: complete on rank 0, possibly empty on other ranks."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-    )
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The unsharded optimizer state keyed by parameter name: complete on rank 0."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_optimizer_state_dict,
-    )
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
@@ -197,11 +191,7 @@ def load_full_state(
     info: DistInfo,
 ) -> None:
     """Load full state dicts read by rank 0 (other ranks pass empty dicts and receive them)."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled)
     set_model_state_dict(model, model_state, options=options)

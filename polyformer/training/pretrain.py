@@ -24,19 +24,14 @@ from typing import Any
 
 import yaml
 
-from polyformer.config import ModelConfig, dataclass_from_dict, preset
+from polyformer.config import ModelConfig, dataclass_from_dict, dataclass_from_yaml, preset
 from polyformer.data.collators import MLMTokens
 from polyformer.data.corpus import read_documents, read_pairs
 from polyformer.data.shards import build_shard
 from polyformer.data.sources import CausalLMSource, MLMSource, Seq2SeqSource
 from polyformer.errors import ConfigError, DataError, PolyformerError
-from polyformer.tokenizers import (
-    CharTokenizer,
-    Tokenizer,
-    load_tokenizer,
-    train_bpe,
-    train_wordpiece,
-)
+from polyformer.runtime import write_atomic
+from polyformer.tokenizers import CharTokenizer, Tokenizer, load_tokenizer, train_bpe, train_wordpiece
 from polyformer.training import distributed as dist
 from polyformer.training.checkpoint import seed_everything
 from polyformer.training.objectives import CausalLM, MaskedLM, Seq2SeqLM
@@ -100,17 +95,6 @@ class PretrainSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "PretrainSpec":
         return dataclass_from_dict(cls, data, source)
-
-
-def read_spec(path: str | Path) -> PretrainSpec:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: run config not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-    return PretrainSpec.from_dict(data, str(path))
 
 
 # ---- building blocks --------------------------------------------------------------------------
@@ -249,7 +233,7 @@ def _prepare_run_dir(spec: PretrainSpec, out: Path, resume: bool) -> None:
     if spec.arch != "encoder-decoder":
         for split in ("train", "validation"):
             build_shard(spec.corpus, tokenizer, out / "shards", split, spec.text_field)
-    spec_path.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    write_atomic(spec_path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
 
 
 def resume(run_dir: str | Path, **train_overrides: Any) -> list[dict]:
@@ -257,6 +241,6 @@ def resume(run_dir: str | Path, **train_overrides: Any) -> list[dict]:
     run_dir = Path(run_dir)
     if not (run_dir / SPEC_FILE).is_file():
         raise ConfigError(f"{run_dir}: not a pretraining run directory (no {SPEC_FILE}) — nothing to resume")
-    spec = read_spec(run_dir / SPEC_FILE)
+    spec = dataclass_from_yaml(PretrainSpec, run_dir / SPEC_FILE)
     spec.train.update(train_overrides)
     return run(spec, run_dir, resume=True)

@@ -44,13 +44,7 @@ from torch import nn
 
 from polyformer.config import dataclass_from_dict
 from polyformer.errors import ConfigError
-from polyformer.runtime import (
-    AUTOCAST_DTYPES,
-    DTYPES,
-    DTypeName,
-    dtype_named,
-    write_atomic,
-)
+from polyformer.runtime import AUTOCAST_DTYPES, DTYPES, DTypeName, dtype_named, write_atomic
 from polyformer.training import checkpoint as ckpt
 from polyformer.training import distributed as dist
 from polyformer.training.logging import RunLogger

@@ -5,50 +5,28 @@ Families register here by `model_type`; each is a `Family` of name-map rules (se
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from polyformer.errors import (
-    CheckpointError,
-    ConfigError,
-    TokenizerError,
-    UnknownModelError,
-)
+from polyformer.errors import CheckpointError, ConfigError, TokenizerError, UnknownModelError
 from polyformer.heads import HEAD_PARAMETERS
+from polyformer.io.hf import bert, gpt2, llama, marian
 from polyformer.io.hf.common import Family, export_state, import_state, load_into
-from polyformer.io.safetensors_io import (
-    PICKLE_SUFFIXES,
-    read_json,
-    read_tensors,
-    write_json,
-    write_tensors,
-)
+from polyformer.io.safetensors_io import PICKLE_SUFFIXES, read_json, read_tensors, write_json, write_tensors
 from polyformer.models import PolyformerModel
 
 if TYPE_CHECKING:
     from polyformer.config import ModelConfig
 
-_FAMILY_MODULES = ("bert", "gpt2", "llama", "marian")
 GENERATION_CONFIG = "generation_config.json"
 _GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_eos_token_id")
 
 
 def families() -> dict[str, Family]:
-    """model_type → Family, for every family module present."""
-    table: dict[str, Family] = {}
-    for name in _FAMILY_MODULES:
-        try:
-            module = importlib.import_module(f"polyformer.io.hf.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"polyformer.io.hf.{name}":
-                raise
-            continue
-        for model_type in module.FAMILY.model_types:
-            table[model_type] = module.FAMILY
-    return table
+    """model_type → Family, for every family polyformer reads."""
+    return {model_type: module.FAMILY for module in (bert, gpt2, llama, marian) for model_type in module.FAMILY.model_types}
 
 
 def family_for(hf_config: dict, source: str) -> Family:
@@ -126,25 +104,23 @@ def save_hf(model: PolyformerModel, directory: str | Path, tokenizer: Any = None
     write_tensors(state, directory / "model.safetensors", metadata={"format": "pt"})
     write_json(hf_config, directory / "config.json")
     if config.head == "lm":
-        write_json(generation_config(hf_config, tokenizer), directory / GENERATION_CONFIG)
+        write_json(generation_config(config, hf_config, tokenizer), directory / GENERATION_CONFIG)
     if tokenizer is not None:
         tokenizer.save(directory)
 
 
-def generation_config(hf_config: dict, tokenizer: Any = None) -> dict:
+def generation_config(config: ModelConfig, hf_config: dict, tokenizer: Any = None) -> dict:
     """`generation_config.json`: the special ids generation uses, from the model's config and its tokenizer.
 
     EOS lists both the model's and the tokenizer's end token when they differ, since polyformer's
     generation stops at either; ids outside the vocabulary are left out.
     """
-    vocab = int(hf_config.get("vocab_size") or 0)
+    vocab = config.vocab_size
     ids = {name: hf_config.get(name) for name in _GENERATION_IDS}
-    ends = [ids["eos_token_id"]]
     if tokenizer is not None:
         ids["bos_token_id"] = _first(ids["bos_token_id"], tokenizer.bos_token_id)
         ids["pad_token_id"] = _first(ids["pad_token_id"], tokenizer.pad_token_id)
-        ends.append(tokenizer.eos_token_id)
-    known = [i for i in dict.fromkeys(ends) if i is not None and 0 <= i < vocab]
+    known = config.end_ids(getattr(tokenizer, "eos_token_id", None))
     ids["eos_token_id"] = known[0] if len(known) == 1 else known or None
     return {name: value for name, value in ids.items()
             if value is not None and (isinstance(value, list) or 0 <= value < vocab)}

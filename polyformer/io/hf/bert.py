@@ -12,17 +12,27 @@ import torch
 from polyformer.config import ModelConfig
 from polyformer.errors import ConfigError
 from polyformer.io.hf.common import Family, Rule, qkv_sizes, rule
+from polyformer.io.hf.dialect import Dialect
 
-ARCHITECTURE_HEADS = {
-    "BertModel": "none",
-    "BertForPreTraining": "pretraining",
-    "BertForMaskedLM": "mlm",
-    "BertForSequenceClassification": "sequence-classification",
-    "BertForTokenClassification": "token-classification",
-    "BertForQuestionAnswering": "question-answering",
-}
-HEAD_ARCHITECTURES = {head: arch for arch, head in ARCHITECTURE_HEADS.items()}
-_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_new"}
+DIALECT = Dialect(
+    name="bert",
+    shape="BERT",
+    architectures={
+        "BertModel": "none",
+        "BertForPreTraining": "pretraining",
+        "BertForMaskedLM": "mlm",
+        "BertForSequenceClassification": "sequence-classification",
+        "BertForTokenClassification": "token-classification",
+        "BertForQuestionAnswering": "question-answering",
+    },
+    activation_field="hidden_act",
+    activations={"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu", "swish": "silu",
+                 "gelu_pytorch_tanh": "gelu_new"},
+    export_activations={"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu"},
+    layout=dict(arch="encoder", norm="layernorm", norm_placement="post", position="learned"),
+    default_head="none",
+    unknown_architectures=True,  # other BERT task models load as the bare encoder
+)
 # heads without BERT's pooler in transformers
 _NO_POOLER = ("mlm", "token-classification", "question-answering")
 
@@ -47,36 +57,24 @@ def labels_to_hf(config: ModelConfig) -> dict:
     return {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)}}
 
 
-def head_from_architectures(hf: dict, table: dict[str, str], default: str) -> str:
-    for arch in hf.get("architectures") or []:
-        if arch in table:
-            return table[arch]
-    return default
-
-
 def config_from_hf(hf: dict) -> ModelConfig:
-    act = _require(hf, "hidden_act")
-    if act not in _ACTIVATIONS:
-        raise ConfigError(f"hidden_act={act!r} is not supported; use one of {', '.join(_ACTIVATIONS)}")
+    fields = DIALECT.read(hf)
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise ConfigError(f"position_embedding_type={hf['position_embedding_type']!r} is not supported (only 'absolute')")
-    head = head_from_architectures(hf, ARCHITECTURE_HEADS, "none")
     num_labels, labels = labels_from_hf(hf)
     return ModelConfig(
-        arch="encoder",
+        **fields,
         vocab_size=_require(hf, "vocab_size"),
         hidden_size=_require(hf, "hidden_size"),
         num_layers=_require(hf, "num_hidden_layers"),
         num_heads=_require(hf, "num_attention_heads"),
         intermediate_size=_require(hf, "intermediate_size"),
         max_positions=_require(hf, "max_position_embeddings"),
-        norm="layernorm", norm_placement="post", norm_eps=hf.get("layer_norm_eps", 1e-12),
-        final_norm=False, embedding_norm=True, position="learned",
+        norm_eps=hf.get("layer_norm_eps", 1e-12), final_norm=False, embedding_norm=True,
         type_vocab_size=hf.get("type_vocab_size", 2),
-        activation=_ACTIVATIONS[act],
         dropout=hf.get("hidden_dropout_prob", 0.1),
         attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-        head=head, pooler=head not in _NO_POOLER,
+        pooler=fields["head"] not in _NO_POOLER,
         num_labels=num_labels, labels=labels,
         tie_word_embeddings=hf.get("tie_word_embeddings", True),
         pad_token_id=hf.get("pad_token_id", 0),
@@ -84,20 +82,13 @@ def config_from_hf(hf: dict) -> ModelConfig:
 
 
 def config_to_hf(config: ModelConfig) -> dict:
-    inverse_act = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu"}
-    if config.arch != "encoder" or config.norm != "layernorm" or config.norm_placement != "post" or config.position != "learned":
-        raise ConfigError("only BERT-shaped encoders (post-norm LayerNorm, learned positions) export as model_type 'bert'")
-    if config.head not in HEAD_ARCHITECTURES:
-        raise ConfigError(f"head={config.head!r} has no BERT architecture in transformers")
     out = {
-        "model_type": "bert",
-        "architectures": [HEAD_ARCHITECTURES[config.head]],
+        **DIALECT.write(config),
         "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size,
         "num_hidden_layers": config.num_layers,
         "num_attention_heads": config.num_heads,
         "intermediate_size": config.ffn_size,
-        "hidden_act": inverse_act[config.activation],
         "hidden_dropout_prob": config.dropout,
         "attention_probs_dropout_prob": config.attention_dropout,
         "max_position_embeddings": config.max_positions,
@@ -172,12 +163,8 @@ def _tied(config: ModelConfig) -> list[str]:
     return ["cls.predictions.decoder.weight"] if config.tie_word_embeddings else []
 
 
-FAMILY = Family(
-    name="bert",
-    model_types=("bert",),
-    config_from_hf=config_from_hf,
-    config_to_hf=config_to_hf,
-    rules=_rules,
+FAMILY = Family.of(
+    DIALECT, config_from_hf, config_to_hf, _rules,
     normalize=_normalize,
     ignore=(r"position_ids$", r"cls\.predictions\.decoder\.bias$"),
     tied=_tied,

@@ -19,6 +19,7 @@ from polyformer.errors import CheckpointError
 
 if TYPE_CHECKING:
     from polyformer.config import ModelConfig
+    from polyformer.io.hf.dialect import Dialect
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -67,6 +68,12 @@ class Family:
     normalize: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda state: state
     ignore: tuple[str, ...] = ()  # regexes of their tensors we neither need nor warn about
     tied: Callable[[ModelConfig], list[str]] = field(default=lambda config: [])  # their names left out when tied
+
+    @classmethod
+    def of(cls, dialect: Dialect, config_from_hf: Callable[[dict], ModelConfig],
+           config_to_hf: Callable[[ModelConfig], dict], rules: Callable[[ModelConfig], list[Rule]], **options) -> Family:
+        """A Hugging Face family: named by its dialect, read and written by its module's functions."""
+        return cls(dialect.name, dialect.model_types or (dialect.name,), config_from_hf, config_to_hf, rules, **options)
 
 
 def _expand(rule_: Rule, config: ModelConfig) -> list[tuple[str, tuple[str, ...]]]:

@@ -10,24 +10,25 @@ differs only by a sliding attention window, accepted when absent or wider than t
 
 from __future__ import annotations
 
-import torch
-
 from polyformer.config import ModelConfig
 from polyformer.errors import ConfigError
-from polyformer.io.hf.bert import head_from_architectures
 from polyformer.io.hf.common import Family, Rule, halves, qkv_sizes, rule
+from polyformer.io.hf.dialect import Dialect, add_prefix
 
-ARCHITECTURE_HEADS = {
-    "LlamaModel": "none", "LlamaForCausalLM": "lm", "MistralModel": "none", "MistralForCausalLM": "lm",
-}
-HEAD_ARCHITECTURES = {"none": "LlamaModel", "lm": "LlamaForCausalLM"}
-_ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "geglu"}  # hidden_act gates the MLP
-_EXPORT_ACTIVATIONS = {"swiglu": "silu", "geglu": "gelu"}
-_LAYOUT = dict(
-    arch="decoder", norm="rmsnorm", norm_placement="pre", final_norm=True, embedding_norm=False,
-    position="rotary", type_vocab_size=0, scale_embeddings=False, lm_head_bias=False, pooler=False,
+DIALECT = Dialect(
+    name="llama",
+    shape="Llama",
+    architectures={"LlamaModel": "none", "LlamaForCausalLM": "lm", "MistralModel": "none", "MistralForCausalLM": "lm"},
+    export_heads={"none": "LlamaModel", "lm": "LlamaForCausalLM"},
+    activation_field="hidden_act",
+    activations={"silu": "swiglu", "swish": "swiglu", "gelu": "geglu"},  # hidden_act gates the MLP
+    export_activations={"swiglu": "silu", "geglu": "gelu"},
+    layout=dict(arch="decoder", norm="rmsnorm", norm_placement="pre", final_norm=True, embedding_norm=False,
+                position="rotary", type_vocab_size=0, scale_embeddings=False, lm_head_bias=False, pooler=False),
+    default_activation="silu",
+    model_types=("llama", "mistral"),
+    special_tokens={"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None},
 )
-_BASE_PREFIXES = ("embed_tokens.", "layers.", "norm.")
 
 
 def rope_theta(hf: dict) -> float:
@@ -51,18 +52,13 @@ def _check_window(hf: dict, max_positions: int) -> None:
 
 
 def config_from_hf(hf: dict) -> ModelConfig:
-    act = hf.get("hidden_act", "silu")
-    if act not in _ACTIVATIONS:
-        raise ConfigError(f"hidden_act={act!r} is not supported; use one of {', '.join(_ACTIVATIONS)}")
-    unknown = [arch for arch in hf.get("architectures") or [] if arch not in ARCHITECTURE_HEADS]
-    if unknown:
-        raise ConfigError(f"architectures={unknown!r} is not supported; llama loads as {', '.join(ARCHITECTURE_HEADS)}")
+    fields = DIALECT.read(hf)
     hidden, heads = hf.get("hidden_size", 4096), hf.get("num_attention_heads", 32)
     max_positions = hf.get("max_position_embeddings", 2048)
     _check_window(hf, max_positions)
     head_dim = hf.get("head_dim")
     return ModelConfig(
-        **_LAYOUT,
+        **fields,
         vocab_size=hf.get("vocab_size", 32000),
         hidden_size=hidden,
         num_layers=hf.get("num_hidden_layers", 32),
@@ -73,29 +69,16 @@ def config_from_hf(hf: dict) -> ModelConfig:
         max_positions=max_positions,
         norm_eps=hf.get("rms_norm_eps", 1e-6),
         rope_theta=rope_theta(hf),
-        activation=_ACTIVATIONS[act],
         attention_bias=hf.get("attention_bias", False),
         mlp_bias=hf.get("mlp_bias", False),
         attention_dropout=hf.get("attention_dropout", 0.0),
-        head=head_from_architectures(hf, ARCHITECTURE_HEADS, "lm"),
         tie_word_embeddings=hf.get("tie_word_embeddings", False),
-        bos_token_id=hf.get("bos_token_id", 1),
-        eos_token_id=hf.get("eos_token_id", 2),
-        pad_token_id=hf.get("pad_token_id"),
     )
 
 
 def config_to_hf(config: ModelConfig) -> dict:
-    wrong = [f"{key}={getattr(config, key)!r}" for key, value in _LAYOUT.items() if getattr(config, key) != value]
-    if wrong:
-        raise ConfigError(f"not a Llama-shaped model: {', '.join(wrong)}")
-    if config.activation not in _EXPORT_ACTIVATIONS:
-        raise ConfigError(f"activation={config.activation!r} has no Llama equivalent (swiglu, geglu)")
-    if config.head not in HEAD_ARCHITECTURES:
-        raise ConfigError(f"head={config.head!r} has no Llama architecture polyformer exports (none, lm)")
     return {
-        "model_type": "llama",
-        "architectures": [HEAD_ARCHITECTURES[config.head]],
+        **DIALECT.write(config),
         "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size,
         "num_hidden_layers": config.num_layers,
@@ -107,20 +90,11 @@ def config_to_hf(config: ModelConfig) -> dict:
         "rms_norm_eps": config.norm_eps,
         "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},
         "rope_theta": config.rope_theta,  # where transformers before v5 reads it
-        "hidden_act": _EXPORT_ACTIVATIONS[config.activation],
         "attention_bias": config.attention_bias,
         "mlp_bias": config.mlp_bias,
         "attention_dropout": config.attention_dropout,
         "tie_word_embeddings": config.tie_word_embeddings,
-        "bos_token_id": config.bos_token_id,
-        "eos_token_id": config.eos_token_id,
-        "pad_token_id": config.pad_token_id,
     }
-
-
-def _normalize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """LlamaModel files name tensors without the `model.` prefix; add it."""
-    return {("model." + name if name.startswith(_BASE_PREFIXES) else name): t for name, t in state.items()}
 
 
 def _rules(config: ModelConfig) -> list[Rule]:
@@ -146,13 +120,9 @@ def _rules(config: ModelConfig) -> list[Rule]:
     return rules
 
 
-FAMILY = Family(
-    name="llama",
-    model_types=("llama", "mistral"),
-    config_from_hf=config_from_hf,
-    config_to_hf=config_to_hf,
-    rules=_rules,
-    normalize=_normalize,
+FAMILY = Family.of(
+    DIALECT, config_from_hf, config_to_hf, _rules,
+    normalize=lambda state: add_prefix(state, "model.", ("embed_tokens.", "layers.", "norm.")),
     # rotary tables some older files store; a tied (or headless) model's copy of the embeddings
     ignore=(r"rotary_emb\.inv_freq$", r"^lm_head\.weight$"),
 )

@@ -19,22 +19,25 @@ import torch
 from polyformer.config import ModelConfig
 from polyformer.core.positions import sinusoidal_table
 from polyformer.errors import CheckpointError, ConfigError
-from polyformer.io.hf.bert import head_from_architectures
 from polyformer.io.hf.common import Family, Rule, kv_sizes, qkv_sizes, rule
+from polyformer.io.hf.dialect import Dialect, add_prefix
 
-ARCHITECTURE_HEADS = {"MarianModel": "none", "MarianMTModel": "lm"}
-HEAD_ARCHITECTURES = {head: arch for arch, head in ARCHITECTURE_HEADS.items()}
-_ACTIVATIONS = {"swish": "silu", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu"}
-_EXPORT_ACTIVATIONS = {"silu": "swish", "gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu"}
-# fields of older (BART-style) Marian configs, and the only values transformers' Marian implements
-_FIXED = {
-    "share_encoder_decoder_embeddings": True, "tie_word_embeddings": True, "normalize_before": False,
-    "normalize_embedding": False, "add_final_layer_norm": False, "static_position_embeddings": True,
-}
-_LAYOUT = dict(
-    arch="encoder-decoder", norm="layernorm", norm_placement="post", norm_eps=1e-5, final_norm=False,
-    embedding_norm=False, position="sinusoidal", type_vocab_size=0, attention_bias=True, mlp_bias=True,
-    pooler=False, tie_word_embeddings=True,
+DIALECT = Dialect(
+    name="marian",
+    shape="Marian",
+    architectures={"MarianModel": "none", "MarianMTModel": "lm"},
+    activation_field="activation_function",
+    activations={"swish": "silu", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu"},
+    export_activations={"silu": "swish", "gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu"},
+    layout=dict(arch="encoder-decoder", norm="layernorm", norm_placement="post", norm_eps=1e-5, final_norm=False,
+                embedding_norm=False, position="sinusoidal", type_vocab_size=0, attention_bias=True, mlp_bias=True,
+                pooler=False, tie_word_embeddings=True),
+    # fields of older (BART-style) Marian configs, and the only values transformers' Marian implements
+    fixed={"share_encoder_decoder_embeddings": True, "tie_word_embeddings": True, "normalize_before": False,
+           "normalize_embedding": False, "add_final_layer_norm": False, "static_position_embeddings": True},
+    default_activation="gelu",
+    same_head_sizes=True,
+    special_tokens={"pad_token_id": 58100, "eos_token_id": 0, "bos_token_id": None},
 )
 _ALIASES = ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight")
 _BASE_PREFIXES = ("shared.", "encoder.", "decoder.")  # MarianModel files have no `model.` prefix
@@ -51,23 +54,14 @@ def _same_on_both_sides(hf: dict, encoder_key: str, decoder_key: str, default: i
 
 
 def config_from_hf(hf: dict) -> ModelConfig:
-    for key, supported in _FIXED.items():
-        if hf.get(key, supported) != supported:
-            raise ConfigError(f"{key}={hf[key]!r} is not supported for marian models (only {supported!r})")
-    act = hf.get("activation_function", "gelu")
-    if act not in _ACTIVATIONS:
-        raise ConfigError(f"activation_function={act!r} is not supported; use one of {', '.join(_ACTIVATIONS)}")
-    unknown = [arch for arch in hf.get("architectures") or [] if arch not in ARCHITECTURE_HEADS]
-    if unknown:
-        raise ConfigError(f"architectures={unknown!r} is not supported; marian loads as {', '.join(ARCHITECTURE_HEADS)}")
+    fields = DIALECT.read(hf)
     vocab = hf.get("vocab_size", 58101)
     if hf.get("decoder_vocab_size") not in (None, vocab):
         raise ConfigError(
             f"decoder_vocab_size={hf['decoder_vocab_size']} differs from vocab_size={vocab}; the vocabulary must be shared"
         )
-    head = head_from_architectures(hf, ARCHITECTURE_HEADS, "lm")
     return ModelConfig(
-        **_LAYOUT,
+        **fields,
         vocab_size=vocab,
         hidden_size=hf.get("d_model", 1024),
         num_layers=hf.get("encoder_layers", 12),
@@ -76,35 +70,21 @@ def config_from_hf(hf: dict) -> ModelConfig:
         intermediate_size=_same_on_both_sides(hf, "encoder_ffn_dim", "decoder_ffn_dim", 4096),
         max_positions=hf.get("max_position_embeddings", 1024),
         scale_embeddings=hf.get("scale_embedding", False),
-        activation=_ACTIVATIONS[act],
         dropout=hf.get("dropout", 0.1),
         attention_dropout=hf.get("attention_dropout", 0.0),
-        head=head,
-        lm_head_bias=head == "lm",
-        pad_token_id=hf.get("pad_token_id", 58100),
-        eos_token_id=hf.get("eos_token_id", 0),
-        bos_token_id=hf.get("bos_token_id"),
+        lm_head_bias=fields["head"] == "lm",
         decoder_start_token_id=hf.get("decoder_start_token_id", 58100),
         extra={"forced_eos_token_id": hf.get("forced_eos_token_id", 0)},
     )
 
 
 def config_to_hf(config: ModelConfig) -> dict:
-    wrong = [f"{key}={getattr(config, key)!r}" for key, value in _LAYOUT.items() if getattr(config, key) != value]
-    if wrong:
-        raise ConfigError(f"not a Marian-shaped model: {', '.join(wrong)}")
-    if config.activation not in _EXPORT_ACTIVATIONS:
-        raise ConfigError(f"activation={config.activation!r} has no Marian equivalent")
-    if config.kv_heads != config.num_heads or config.dim_head * config.num_heads != config.hidden_size:
-        raise ConfigError("Marian needs num_kv_heads == num_heads and head_dim == hidden_size // num_heads")
-    if config.head not in HEAD_ARCHITECTURES:
-        raise ConfigError(f"head={config.head!r} has no Marian architecture polyformer exports (none, lm)")
+    written = DIALECT.write(config)
     start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id
     if start is None:
         raise ConfigError("Marian needs decoder_start_token_id (or pad_token_id, its usual value)")
     return {
-        "model_type": "marian",
-        "architectures": [HEAD_ARCHITECTURES[config.head]],
+        **written,
         "vocab_size": config.vocab_size,
         "decoder_vocab_size": config.vocab_size,
         "d_model": config.hidden_size,
@@ -114,7 +94,6 @@ def config_to_hf(config: ModelConfig) -> dict:
         "decoder_attention_heads": config.num_heads,
         "encoder_ffn_dim": config.ffn_size,
         "decoder_ffn_dim": config.ffn_size,
-        "activation_function": _EXPORT_ACTIVATIONS[config.activation],
         "max_position_embeddings": config.max_positions,
         "scale_embedding": config.scale_embeddings,
         "dropout": config.dropout,
@@ -122,9 +101,6 @@ def config_to_hf(config: ModelConfig) -> dict:
         "share_encoder_decoder_embeddings": True,
         "tie_word_embeddings": True,
         "is_encoder_decoder": True,
-        "pad_token_id": config.pad_token_id,
-        "eos_token_id": config.eos_token_id,
-        "bos_token_id": config.bos_token_id,
         "decoder_start_token_id": start,
         "forced_eos_token_id": config.extra.get("forced_eos_token_id", config.eos_token_id),
     }
@@ -139,7 +115,7 @@ def _check_table(name: str, table: torch.Tensor) -> None:
 
 def _normalize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """One `model.shared.weight`, validated tables dropped, a zero `final_logits_bias` if absent."""
-    state = {("model." + name if name.startswith(_BASE_PREFIXES) else name): t for name, t in state.items()}
+    state = add_prefix(state, "model.", _BASE_PREFIXES)
     for name in [name for name in state if name.endswith("embed_positions.weight")]:
         _check_table(name, state.pop(name))
     aliases = [name for name in _ALIASES if name in state]
@@ -191,12 +167,8 @@ def _rules(config: ModelConfig) -> list[Rule]:
     return rules
 
 
-FAMILY = Family(
-    name="marian",
-    model_types=("marian",),
-    config_from_hf=config_from_hf,
-    config_to_hf=config_to_hf,
-    rules=_rules,
+FAMILY = Family.of(
+    DIALECT, config_from_hf, config_to_hf, _rules,
     normalize=_normalize,
     ignore=(r"^final_logits_bias$",),  # MarianModel has no LM head to use it
 )

@@ -136,24 +136,38 @@ async function compare() {
   const source = $("similarity-source").value.trim();
   const targets = $("similarity-targets").value.split("\n").map((s) => s.trim()).filter(Boolean);
   if (!source || !targets.length) return;
-  list.dataset.state = "running";
-  try {
+  await fillList(list, async () => {
     const data = await api("/v1/embeddings", { model: $("similarity-model").value, input: [source, ...targets],
                                                encoding_format: "float" });
     const vectors = data.data.map((d) => d.embedding);
     const rows = targets.map((text, i) => ({ text, score: dot(vectors[0], vectors[i + 1]) }));
     rows.sort((a, b) => b.score - a.score);
-    list.innerHTML = "";
-    for (const row of rows) {
-      const li = document.createElement("li");
-      li.innerHTML = `<span class="score">${row.score.toFixed(3)}</span> `;
-      li.appendChild(document.createTextNode(row.text));
+    return rows.map((row) => {
+      const li = scoredItem(row.score, row.text);
       const bar = document.createElement("span");
       bar.className = "bar";
       bar.style.width = Math.max(0, row.score) * 100 + "%";
       li.appendChild(bar);
-      list.appendChild(li);
-    }
+      return li;
+    });
+  });
+}
+
+// A list item: the score, then the text.
+function scoredItem(score, text) {
+  const li = document.createElement("li");
+  li.innerHTML = `<span class="score">${score.toFixed(3)}</span> `;
+  li.appendChild(document.createTextNode(text));
+  return li;
+}
+
+// Fill a result list with the items `render` returns, showing its state (running, done, error).
+async function fillList(list, render) {
+  list.dataset.state = "running";
+  try {
+    const items = await render();
+    list.innerHTML = "";
+    for (const item of items) list.appendChild(item);
     list.dataset.state = "done";
   } catch (error) {
     list.innerHTML = "";
@@ -167,26 +181,17 @@ async function search(event) {
   const list = $("search-results");
   const query = $("search-query").value.trim();
   if (!query || !$("search-index").value) return;
-  list.dataset.state = "running";
-  try {
+  await fillList(list, async () => {
     const data = await api("/v1/search", { index: $("search-index").value, query, k: Number($("search-k").value) });
-    list.innerHTML = "";
-    for (const hit of data.data[0].hits) {
-      const li = document.createElement("li");
-      li.innerHTML = `<span class="score">${hit.score.toFixed(3)}</span> `;
-      li.appendChild(document.createTextNode(hit.text));
+    return data.data[0].hits.map((hit) => {
+      const li = scoredItem(hit.score, hit.text);
       const meta = document.createElement("div");
       meta.className = "meta";
       meta.textContent = hit.id + " " + JSON.stringify(hit.metadata);
       li.appendChild(meta);
-      list.appendChild(li);
-    }
-    list.dataset.state = "done";
-  } catch (error) {
-    list.innerHTML = "";
-    list.appendChild(document.createTextNode(error.message));
-    list.dataset.state = "error";
-  }
+      return li;
+    });
+  });
 }
 
 $("chat-form").addEventListener("submit", sendChat);
