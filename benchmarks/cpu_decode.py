@@ -81,7 +81,7 @@ def run(settings: DecodeSettings | None = None) -> dict:
 
     from polyformer.data import catalog
     from polyformer.data.readers import read_shakespeare
-    from polyformer.generation import GenerationConfig, generate
+    from polyformer.generation import generate, make_config
     from polyformer.io.gguf import load_gguf
     from polyformer.precision import apply_precision
     from polyformer.tokenizers import load_tokenizer
@@ -107,7 +107,7 @@ def run(settings: DecodeSettings | None = None) -> dict:
         outputs: dict[str, torch.Tensor] = {}
 
         def ours_fn(model, compiled: bool, name: str, new: int):
-            config = GenerationConfig(max_new_tokens=new, min_new_tokens=new, cache="static" if compiled else "auto",
+            config = make_config(max_new_tokens=new, min_new_tokens=new, cache="static" if compiled else "auto",
                                       compile=compiled)
             return lambda: outputs.__setitem__((name, new), generate(model, ids, mask, config).sequences)
 

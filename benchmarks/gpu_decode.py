@@ -81,7 +81,7 @@ def run(settings: Settings | None = None, device: torch.device | None = None, ba
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda" and settings.shape == GPT2_124M:
         return {"skipped": "no CUDA device"}
-    from polyformer.generation import GenerationConfig, generate
+    from polyformer.generation import generate, make_config
 
     ours, theirs = models(settings, device)
     bandwidth = bandwidth_bytes_per_s(device, bandwidth_tb_s)
@@ -95,7 +95,7 @@ def run(settings: Settings | None = None, device: torch.device | None = None, ba
         outputs: dict[str, torch.Tensor] = {}
 
         def ours_fn(new: int):
-            config = GenerationConfig(max_new_tokens=new, min_new_tokens=new, cache="static", compile=compile_step)
+            config = make_config(max_new_tokens=new, min_new_tokens=new, cache="static", compile=compile_step)
             return _synced(lambda: outputs.__setitem__(f"polyformer x{new}", generate(ours, ids, mask, config).sequences), device)
 
         def theirs_fn(new: int):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -188,16 +189,21 @@ T = TypeVar("T")
 
 def dataclass_from_dict(cls: type[T], data: Any, source: str) -> T:
     """A config dataclass from a mapping, naming unknown or invalid fields and where they came from."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+    check_fields(data, {f.name for f in dataclasses.fields(cls)}, source)
     try:
         return cls(**data)
     except (ConfigError, TypeError, ValueError) as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def check_fields(data: Any, known: Iterable[str], source: str) -> None:
+    """ConfigError unless `data` is a mapping whose keys are all `known` field names (naming the others)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    names = set(known)
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(names))}")
 
 
 def dataclass_from_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> T:

@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 import polyformer as pf
 from polyformer.config import preset
 from polyformer.errors import ConfigError, DataError
-from polyformer.generation import GenerationConfig, generate, stream
+from polyformer.generation import GenerationConfig, generate, make_config, stream
 from polyformer.generation.text import TextStreamer, cut_at_stop, encode_prompts, generate_text, stream_text
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import train_bpe
@@ -80,7 +80,7 @@ def test_batched_greedy_matches_transformers(kind, tmp_path):
     ref = tiny_hf(kind, tmp_path / kind)
     model = pf.load(tmp_path / kind)
     ids, mask = left_padded()
-    result = generate(model, ids, mask, GenerationConfig(max_new_tokens=12, eos_token_id=2))
+    result = generate(model, ids, mask, make_config(max_new_tokens=12, eos_token_id=2))
     expected = hf_new_tokens(ref, ids, mask, do_sample=False, max_new_tokens=12)
     assert strip_pad(expected, result.lengths) == ours_new_tokens(result)
     assert all(r in ("stop", "length") for r in result.finish_reasons)
@@ -133,15 +133,15 @@ def test_stream_text_equals_generate_text_and_stops_exactly(tokenizer):
     model = PolyformerModel(preset("gpt-tiny", vocab_size=tokenizer.vocab_size)).eval()
     prompts = ["café crème", "plain words and"]
     config = {"max_new_tokens": 16, "eos_token_id": tokenizer.vocab_size - 1, "temperature": 1.0, "seed": 3}
-    full = generate_text(model, tokenizer, prompts, GenerationConfig(**config))
+    full = generate_text(model, tokenizer, prompts, make_config(**config))
     assert [c.finish_reason for c in full] == ["length", "length"]
     text = full[0].text
     stop = next(text[i : i + 2] for i in range(3, len(text) - 1) if "\ufffd" not in text[i : i + 2])
-    cut = generate_text(model, tokenizer, prompts, GenerationConfig(stop=[stop], **config))
+    cut = generate_text(model, tokenizer, prompts, make_config(stop=[stop], **config))
     assert cut[0].text == full[0].text[: full[0].text.index(stop)] and cut[0].finish_reason == "stop"
     assert len(cut[0].token_ids) < len(full[0].token_ids)
     streamed = ["", ""]
-    for row, piece in stream_text(model, tokenizer, prompts, GenerationConfig(stop=[stop], **config)):
+    for row, piece in stream_text(model, tokenizer, prompts, make_config(stop=[stop], **config)):
         streamed[row] += piece
     assert streamed == [c.text for c in cut]
 
@@ -153,17 +153,17 @@ def test_bad_requests_raise_typed_errors(tokenizer):
     with pytest.raises(DataError, match="empty prompt"):
         generate(model, torch.zeros(2, 3, dtype=torch.long), torch.tensor([[1, 1, 1], [0, 0, 0]]))
     with pytest.raises(ConfigError, match="context"):
-        generate(model, torch.zeros(1, 10, dtype=torch.long), None, GenerationConfig(max_new_tokens=10))
+        generate(model, torch.zeros(1, 10, dtype=torch.long), None, make_config(max_new_tokens=10))
     with pytest.raises(ConfigError, match="outside the vocabulary"):
-        generate(model, torch.zeros(1, 3, dtype=torch.long), None, GenerationConfig(eos_token_id=500))
+        generate(model, torch.zeros(1, 3, dtype=torch.long), None, make_config(eos_token_id=500))
     with pytest.raises(DataError, match="prompts"):
         generate_text(model, tokenizer, [""], GenerationConfig())
     with pytest.raises(DataError, match=r"rows \[1\]: decoder prompts must be left-padded"):
         generate(model, torch.ones(2, 3, dtype=torch.long), torch.tensor([[1, 1, 1], [1, 1, 0]]))
     with pytest.raises(ConfigError, match="max_new_tokens"):
-        GenerationConfig(max_new_tokens=0)
+        make_config(max_new_tokens=0)
     with pytest.raises(ConfigError, match="num_return_sequences=2 with greedy"):
-        GenerationConfig(num_return_sequences=2)
+        make_config(num_return_sequences=2)
 
 
 def flat(completions) -> list:
@@ -177,8 +177,8 @@ def test_text_beams_are_the_token_level_n_best_cut_at_stop_strings(tokenizer):
     perturb(model)
     prompts = ["café crème", "plain words and"]
     config = {"max_new_tokens": 12, "num_beams": 4, "num_return_sequences": 3, "eos_token_id": tokenizer.vocab_size - 1}
-    completions = generate_text(model, tokenizer, prompts, GenerationConfig(**config))
-    tokens = generate(model, *encode_prompts(model, tokenizer, prompts), GenerationConfig(**config))
+    completions = generate_text(model, tokenizer, prompts, make_config(**config))
+    tokens = generate(model, *encode_prompts(model, tokenizer, prompts), make_config(**config))
     assert [len(c.candidates) for c in completions] == [3, 3]
     candidates = flat(completions)
     assert [c.token_ids for c in candidates] == ours_new_tokens(tokens)
@@ -189,7 +189,7 @@ def test_text_beams_are_the_token_level_n_best_cut_at_stop_strings(tokenizer):
     assert completions[1].text == completions[1].candidates[0].text and completions[1].score == scores[1][0]
     text = completions[0].candidates[1].text
     stop = next(text[i : i + 2] for i in range(3, len(text) - 1) if "\ufffd" not in text[i : i + 2])
-    cut = flat(generate_text(model, tokenizer, prompts, GenerationConfig(stop=[stop], **config)))
+    cut = flat(generate_text(model, tokenizer, prompts, make_config(stop=[stop], **config)))
     assert sum(stop in c.text for c in candidates) >= 1
     for whole, part in zip(candidates, cut):
         if stop in whole.text:
@@ -205,13 +205,13 @@ def test_text_samples_are_independent_seeded_draws(tokenizer):
     model = PolyformerModel(preset("gpt-tiny", vocab_size=tokenizer.vocab_size)).eval()
     prompts = ["café crème", "plain words and"]
     config = {"max_new_tokens": 10, "temperature": 1.0, "num_return_sequences": 3}
-    samples = flat(generate_text(model, tokenizer, prompts, GenerationConfig(seed=5, **config)))
-    tokens = generate(model, *encode_prompts(model, tokenizer, prompts), GenerationConfig(seed=5, **config))
+    samples = flat(generate_text(model, tokenizer, prompts, make_config(seed=5, **config)))
+    tokens = generate(model, *encode_prompts(model, tokenizer, prompts), make_config(seed=5, **config))
     assert [c.token_ids for c in samples] == ours_new_tokens(tokens)  # the same draws as token level
     assert len({c.text for c in samples[:3]}) == 3 and len({c.text for c in samples[3:]}) == 3
     assert all(c.score is None for c in samples)
-    assert samples == flat(generate_text(model, tokenizer, prompts, GenerationConfig(seed=5, **config)))
-    assert samples != flat(generate_text(model, tokenizer, prompts, GenerationConfig(seed=6, **config)))
+    assert samples == flat(generate_text(model, tokenizer, prompts, make_config(seed=5, **config)))
+    assert samples != flat(generate_text(model, tokenizer, prompts, make_config(seed=6, **config)))
 
 
 # ---- beam search -------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_beam_search_matches_transformers(gpt2_pair, early_stopping, eos):
     with torch.no_grad():
         expected = ref.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pad_token_id=0, eos_token_id=eos,
                                 do_sample=False, num_return_sequences=4, **kwargs)[:, 5:].tolist()
-    result = generate(model, ids, None, GenerationConfig(eos_token_id=eos, num_return_sequences=4, **kwargs))
+    result = generate(model, ids, None, make_config(eos_token_id=eos, num_return_sequences=4, **kwargs))
     assert strip_pad(expected, result.lengths) == ours_new_tokens(result)
     ended = [row.index(eos) + 1 if eos in row else len(row) for row in expected]
     assert ended == result.lengths
@@ -256,8 +256,8 @@ def test_left_padded_batch_equals_each_prompt_alone(name, num_beams):
     mask = torch.ones_like(ids)
     mask[1, :3] = 0
     rows = [ids[i : i + 1, mask[i].bool()] for i in range(2)]
-    eos = generate(model, rows[0], None, GenerationConfig(max_new_tokens=1)).sequences[0, 0].item()
-    config = GenerationConfig(max_new_tokens=8, num_beams=num_beams, eos_token_id=eos)
+    eos = generate(model, rows[0], None, make_config(max_new_tokens=1)).sequences[0, 0].item()
+    config = make_config(max_new_tokens=8, num_beams=num_beams, eos_token_id=eos)
     alone = [generate(model, row, None, config) for row in rows]
     batched = generate(model, ids.masked_fill(mask == 0, 0), mask, config)
     assert ours_new_tokens(batched) == [ours_new_tokens(a)[0] for a in alone]
@@ -317,7 +317,7 @@ def test_encoder_decoder_generation_matches_transformers(marian_pair, num_beams)
         kwargs.update(length_penalty=1.0, early_stopping=True)
     with torch.no_grad():
         expected = ref.generate(input_ids=src, attention_mask=mask, do_sample=False, **kwargs)[:, 1:].tolist()
-    result = generate(model, src, mask, GenerationConfig(**kwargs))
+    result = generate(model, src, mask, make_config(**kwargs))
     assert strip_pad(expected, result.lengths) == ours_new_tokens(result)
     assert result.finish_reasons == ["stop"] * src.shape[0]  # EOS (0) reached before the limit
 
@@ -340,7 +340,7 @@ def test_encoder_decoder_text_batch_equals_each_source_alone_and_transformers(ma
     kwargs = {"num_beams": num_beams, "max_new_tokens": 10}
     if num_beams > 1:
         kwargs.update(length_penalty=1.0, early_stopping=True, num_return_sequences=2)
-    config = GenerationConfig(**kwargs)
+    config = make_config(**kwargs)
     batched = flat(generate_text(model, chars, MARIAN_SOURCES, config))
     alone = [c for source in MARIAN_SOURCES for c in flat(generate_text(model, chars, [source], config))]
     assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
@@ -359,7 +359,7 @@ def test_stream_yields_the_generated_tokens_and_min_new_tokens_holds_back_eos():
     torch.manual_seed(0)
     model = PolyformerModel(preset("gpt-tiny", vocab_size=64)).eval()
     prompt = torch.randint(0, 64, (2, 4))
-    config = GenerationConfig(max_new_tokens=6)
+    config = make_config(max_new_tokens=6)
     steps = []
     for tokens in stream(model, prompt, None, config):
         assert not torch.is_inference_mode_enabled()  # the caller's code between steps is unaffected
@@ -367,7 +367,7 @@ def test_stream_yields_the_generated_tokens_and_min_new_tokens_holds_back_eos():
     streamed = torch.stack(steps, dim=1)  # (B, steps)
     assert torch.equal(streamed, generate(model, prompt, None, config).sequences)
     eos = int(streamed[0, 0])  # what row 0 says first
-    assert generate(model, prompt[:1], None, GenerationConfig(max_new_tokens=6, eos_token_id=eos)).lengths == [1]
-    held = generate(model, prompt[:1], None, GenerationConfig(max_new_tokens=6, min_new_tokens=3, eos_token_id=eos))
+    assert generate(model, prompt[:1], None, make_config(max_new_tokens=6, eos_token_id=eos)).lengths == [1]
+    held = generate(model, prompt[:1], None, make_config(max_new_tokens=6, min_new_tokens=3, eos_token_id=eos))
     assert held.lengths[0] >= 4
     assert eos not in held.sequences[0, :3].tolist()

@@ -9,9 +9,8 @@ from test_gguf import PROMPT, needs_accelerate
 import polyformer as pf
 from polyformer.config import preset
 from polyformer.errors import ConfigError, DataError
-from polyformer.generation import GenerationConfig, generate
+from polyformer.generation import GenerationConfig, generate, make_config
 from polyformer.generation.pipeline import TextGenerationPipeline
-from polyformer.generation.sampling import make_config
 from polyformer.generation.text import encode_prompts
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import train_bpe
@@ -46,8 +45,8 @@ def pipe() -> TextGenerationPipeline:
 def test_model_generate_is_the_engine_with_options_over_a_config(pipe):
     model = pipe.model
     ids = torch.randint(3, 300, (2, 5), generator=torch.Generator().manual_seed(0))
-    base = GenerationConfig(max_new_tokens=6, temperature=0.9, seed=4)
-    expected = generate(model, ids, None, GenerationConfig(max_new_tokens=9, temperature=0.9, seed=4))
+    base = make_config(max_new_tokens=6, temperature=0.9, seed=4)
+    expected = generate(model, ids, None, make_config(max_new_tokens=9, temperature=0.9, seed=4))
     got = model.generate(ids, config=base, max_new_tokens=9)
     assert torch.equal(got.sequences, expected.sequences)
     streamed = torch.stack(list(model.generate(ids, stream=True, max_new_tokens=9, temperature=0.9, seed=4)), 1)
@@ -70,8 +69,8 @@ def test_do_sample_switches_between_greedy_and_sampling(pipe):
     assert torch.equal(model.generate(ids, do_sample=True, seed=3, max_new_tokens=8).sequences, sampled)
     cooler = model.generate(ids, temperature=0.5, seed=3, max_new_tokens=8).sequences
     assert torch.equal(model.generate(ids, do_sample=True, temperature=0.5, seed=3, max_new_tokens=8).sequences, cooler)
-    assert make_config(GenerationConfig(temperature=0.7), do_sample=False).temperature == 0.0
-    assert make_config(make_config(do_sample=False), temperature=0.7).temperature == 0.7  # not stored: later options decide
+    assert make_config(make_config(temperature=0.7), do_sample=False).sampling.temperature == 0.0
+    assert make_config(make_config(do_sample=False), temperature=0.7).sampling.temperature == 0.7  # not stored: later options decide
     assert pipe("the cat sat", do_sample=False, max_new_tokens=8) == pipe("the cat sat", max_new_tokens=8)
     with pytest.raises(ConfigError, match="do_sample must be true or false"):
         model.generate(ids, do_sample="yes")
@@ -167,7 +166,7 @@ def assert_greedy_matches(oracle, model, ids, mask, new_tokens: int) -> None:
         expected = oracle.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=new_tokens,
                                    min_new_tokens=new_tokens, pad_token_id=0)[:, ids.shape[1]:]
     for cache in ("dynamic", "static"):
-        config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, cache=cache)
+        config = make_config(max_new_tokens=new_tokens, min_new_tokens=new_tokens, cache=cache)
         assert torch.equal(model.generate(ids, mask, config).sequences, expected), cache
 
 

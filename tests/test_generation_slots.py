@@ -15,7 +15,7 @@ from test_generate import one_thread  # noqa: F401 - tiny models decode fastest 
 from polyformer.config import preset
 from polyformer.core.cache import SlotKVCache
 from polyformer.errors import ConfigError
-from polyformer.generation import GenerationConfig, generate
+from polyformer.generation import GenerationConfig, generate, make_config
 from polyformer.generation.slots import SlotSteps
 from polyformer.models import PolyformerModel
 
@@ -40,7 +40,7 @@ def random_model(kind: str) -> PolyformerModel:
 
 
 def alone(model: PolyformerModel, prompt: list[int]) -> list[int]:
-    out = generate(model, torch.tensor([prompt]), None, GenerationConfig(max_new_tokens=NEW, eos_token_id=[]))
+    out = generate(model, torch.tensor([prompt]), None, make_config(max_new_tokens=NEW, eos_token_id=[]))
     return out.sequences[0].tolist()
 
 

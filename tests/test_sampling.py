@@ -9,7 +9,7 @@ import torch
 
 from polyformer.config import preset
 from polyformer.errors import ConfigError
-from polyformer.generation import GenerationConfig, generate
+from polyformer.generation import GenerationConfig, generate, make_config
 from polyformer.generation.sampling import (
     add_logit_bias,
     choose_tokens,
@@ -94,11 +94,11 @@ def test_sampled_generation_same_seed_same_tokens():
     model = PolyformerModel(preset("gpt-tiny", vocab_size=64)).eval()
     prompt = torch.randint(0, 64, (2, 4))
     config = {"max_new_tokens": 10, "temperature": 1.0, "top_k": 20, "top_p": 0.95}
-    a = generate(model, prompt, None, GenerationConfig(seed=7, **config)).sequences
-    b = generate(model, prompt, None, GenerationConfig(seed=7, **config)).sequences
-    c = generate(model, prompt, None, GenerationConfig(seed=8, **config)).sequences
+    a = generate(model, prompt, None, make_config(seed=7, **config)).sequences
+    b = generate(model, prompt, None, make_config(seed=7, **config)).sequences
+    c = generate(model, prompt, None, make_config(seed=8, **config)).sequences
     assert torch.equal(a, b) and not torch.equal(a, c)
-    several = generate(model, prompt, None, GenerationConfig(seed=7, num_return_sequences=3, **config)).sequences
+    several = generate(model, prompt, None, make_config(seed=7, num_return_sequences=3, **config)).sequences
     assert several.shape == (6, 10) and not torch.equal(several[0], several[1])  # grouped by prompt
 
 
@@ -108,10 +108,10 @@ def test_sampled_generation_same_seed_same_tokens():
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
-        GenerationConfig(**{field: value})
+        make_config(**{field: value})
 
 
 def test_config_defaults_are_valid():
-    config = GenerationConfig(stop="###", eos_token_id=[2, 3])
-    assert config.stop == ["###"] and config.eos_ids() == [2, 3] and config.greedy
-    assert math.isclose(GenerationConfig(top_p=1.0).top_p, 1.0)
+    config = make_config(stop="###", eos_token_id=[2, 3])
+    assert config.stopping.stop == ["###"] and config.stopping.eos_ids() == [2, 3] and config.sampling.greedy
+    assert math.isclose(make_config(top_p=1.0).sampling.top_p, 1.0)

@@ -106,7 +106,7 @@ def test_a_cancelled_row_leaves_at_once_and_frees_its_slot(pipe, engine):
 
 def test_a_failing_row_ends_alone_and_the_loop_goes_on(pipe, engine):
     broken = row(pipe, PROMPTS[2], max_new_tokens=8)
-    broken.config.logit_bias = {10_000: 1.0}  # past the vocabulary: fails inside the loop, not at the door
+    broken.config.sampling.logit_bias = {10_000: 1.0}  # past the vocabulary: fails inside the loop, not at the door
     want = pipe.complete([PROMPTS[0]], max_new_tokens=12)[0]
 
     async def run() -> list[dict]:

@@ -16,7 +16,7 @@ import polyformer as pf
 from polyformer.core import KVCache
 from polyformer.core.cache import StaticKVCache
 from polyformer.errors import ConfigError
-from polyformer.generation import GenerationConfig, generate
+from polyformer.generation import GenerationConfig, generate, make_config
 from polyformer.generation.engine import TokenStream
 
 
@@ -58,7 +58,7 @@ def prefixes(expected: list[list[int]], result) -> list[list[int]]:
 def test_decoder_static_dynamic_and_uncached_agree(decoder):
     model = decoder
     ids, mask = left_padded()
-    results = {cache: generate(model, ids, mask, GenerationConfig(max_new_tokens=12, cache=cache))
+    results = {cache: generate(model, ids, mask, make_config(max_new_tokens=12, cache=cache))
                for cache in ("dynamic", "static")}
     assert ours_new_tokens(results["static"]) == ours_new_tokens(results["dynamic"])
     assert torch.allclose(results["static"].logprobs, results["dynamic"].logprobs, atol=1e-5)
@@ -74,8 +74,8 @@ def test_encoder_decoder_static_dynamic_and_uncached_agree(marian_pair):
     mask = torch.ones_like(src)
     mask[1, 4:] = 0
     src = src.masked_fill(mask == 0, MARIAN_PAD)
-    static = generate(model, src, mask, GenerationConfig(max_new_tokens=10, cache="static"))
-    dynamic = generate(model, src, mask, GenerationConfig(max_new_tokens=10, cache="dynamic"))
+    static = generate(model, src, mask, make_config(max_new_tokens=10, cache="static"))
+    dynamic = generate(model, src, mask, make_config(max_new_tokens=10, cache="dynamic"))
     assert ours_new_tokens(static) == ours_new_tokens(dynamic)
     assert prefixes(uncached_seq2seq_greedy(model, src, mask, 10), static) == ours_new_tokens(static)
 
@@ -84,8 +84,8 @@ def test_beam_search_with_a_static_cache(decoder):
     model = decoder
     ids, mask = left_padded()
     config = {"max_new_tokens": 8, "num_beams": 4, "num_return_sequences": 2, "eos_token_id": 2}
-    static = generate(model, ids, mask, GenerationConfig(cache="static", **config))
-    dynamic = generate(model, ids, mask, GenerationConfig(cache="dynamic", **config))
+    static = generate(model, ids, mask, make_config(cache="static", **config))
+    dynamic = generate(model, ids, mask, make_config(cache="dynamic", **config))
     assert ours_new_tokens(static) == ours_new_tokens(dynamic)
     assert torch.allclose(static.scores, dynamic.scores, atol=1e-5)
 
@@ -124,11 +124,11 @@ def test_auto_cache_is_dynamic_on_cpu_and_compile_needs_a_static_cache(decoder):
     model = decoder
     ids, mask = left_padded()
     assert isinstance(TokenStream(model, ids, mask, GenerationConfig()).cache, KVCache)
-    assert isinstance(TokenStream(model, ids, mask, GenerationConfig(cache="static")).cache, StaticKVCache)
+    assert isinstance(TokenStream(model, ids, mask, make_config(cache="static")).cache, StaticKVCache)
     with pytest.raises(ConfigError, match="static"):
-        TokenStream(model, ids, mask, GenerationConfig(cache="dynamic", compile=True))
+        TokenStream(model, ids, mask, make_config(cache="dynamic", compile=True))
     with pytest.raises(ConfigError, match="cache must be one of"):
-        GenerationConfig(cache="paged")
+        make_config(cache="paged")
 
 
 @pytest.mark.slow
@@ -137,7 +137,7 @@ def test_compiled_decode_step_matches_eager(tmp_path):
     tiny_hf("llama", tmp_path / "llama")
     model = pf.load(tmp_path / "llama")
     ids, mask = left_padded()
-    eager = generate(model, ids, mask, GenerationConfig(max_new_tokens=10, cache="static"))
-    compiled = generate(model, ids, mask, GenerationConfig(max_new_tokens=10, cache="static", compile=True))
+    eager = generate(model, ids, mask, make_config(max_new_tokens=10, cache="static"))
+    compiled = generate(model, ids, mask, make_config(max_new_tokens=10, cache="static", compile=True))
     assert ours_new_tokens(compiled) == ours_new_tokens(eager)
     assert VOCAB == model.config.vocab_size

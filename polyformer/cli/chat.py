@@ -17,7 +17,7 @@ from typing import Any, Optional, TextIO
 
 import typer
 
-from polyformer.cli.generate import DEVICE, DTYPE, MODEL, Sampling
+from polyformer.cli.generate import DEVICE, DTYPE, MODEL, GenerationOptions
 from polyformer.cli.options import grouped
 from polyformer.errors import ConfigError, PolyformerError
 
@@ -110,12 +110,12 @@ def _reply(pipe, conversation: Conversation, text: str, out: TextIO, err: TextIO
 def chat(
     model: str = MODEL,
     system: Optional[str] = typer.Option(None, "--system", help="A system message that starts the conversation."),
-    sampling: Sampling = Sampling(),
+    generation: GenerationOptions = GenerationOptions(),
     dtype: str = DTYPE,
     device: str = DEVICE,
 ) -> None:
     """Chat with a model interactively: streamed replies, history, /reset and /exit."""
-    options = sampling.request()
+    options = generation.request()
     from polyformer.generation.pipeline import TextGenerationPipeline
 
     pipe = TextGenerationPipeline.load(model, device=device, dtype=dtype)

@@ -6,7 +6,7 @@
     polyformer generate --model M --prompt "The capital of France is" --num-beams 4 --num-return-sequences 3
 
 Generation options are checked before the model is loaded, so a bad value fails at once. The
-options shared with `polyformer chat` are one option group, `Sampling`.
+options shared with `polyformer chat` are one option group, `GenerationOptions`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
 
 
 @dataclass
-class Sampling:
+class GenerationOptions:
     """The generation options `generate` and `chat` share (GenerationConfig fields)."""
 
     max_new_tokens: int = option(128, "--max-new-tokens", help="Most tokens to generate per prompt.")
@@ -47,7 +47,7 @@ class Sampling:
 
     def request(self, **extra: Any) -> dict[str, Any]:
         """The GenerationConfig fields given (these and `extra`), checked now, before any model is loaded."""
-        from polyformer.generation.sampling import make_config
+        from polyformer.generation.settings import make_config
 
         given = {**{f.name: getattr(self, f.name) for f in fields(self)}, **extra}
         options = {name: value for name, value in given.items() if value is not None}
@@ -90,7 +90,7 @@ def generate(
     text_column: str = typer.Option("text", "--text-column", help="Prompt field of .jsonl / .csv files."),
     chat: bool = typer.Option(False, "--chat", help="Wrap each prompt as a user turn of the model's chat template."),
     system: Optional[str] = typer.Option(None, "--system", help="With --chat: a system message first."),
-    sampling: Sampling = Sampling(),
+    generation: GenerationOptions = GenerationOptions(),
     stop_token_id: Optional[list[int]] = typer.Option(None, "--stop-token-id",
                                                       help="Stop at this token id (repeatable; default: the model's EOS)."),
     num_beams: int = typer.Option(1, "--num-beams", help="Beam search with this many beams (1 = off)."),
@@ -110,7 +110,7 @@ def generate(
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if prompt is not None and not prompt.strip():
         raise DataError("--prompt is empty; give some text to continue")
-    options = sampling.request(eos_token_id=stop_token_id, num_beams=num_beams, num_return_sequences=num_return_sequences)
+    options = generation.request(eos_token_id=stop_token_id, num_beams=num_beams, num_return_sequences=num_return_sequences)
     if stream and (num_beams > 1 or num_return_sequences > 1):
         raise ConfigError("--stream prints one sequence as it is generated: use --num-beams 1 and --num-return-sequences 1")
     items = read_prompts(file, text_column) if file is not None else [(0, prompt)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,8 +32,10 @@ from polyformer.data.collators import pad_batch
 from polyformer.data.corpus import _field, _records, held_out
 from polyformer.data.readers import read_shakespeare
 from polyformer.data.sources import rank_rows
-from polyformer.embeddings.encoder import SentenceEncoder
 from polyformer.errors import DataError
+
+if TYPE_CHECKING:
+    from polyformer.embeddings.encoder import SentenceEncoder
 
 Pair = tuple[str, ...]  # (anchor, positive) or (anchor, positive, negative)
 BUILTIN_PAIRS = ("shakespeare-continuation",)

@@ -3,7 +3,7 @@
 from polyformer.generation.beam import beam_search
 from polyformer.generation.decoding import generate, stream
 from polyformer.generation.engine import GenerationOutput, Step, TokenStream
-from polyformer.generation.sampling import GenerationConfig
+from polyformer.generation.settings import GenerationConfig, make_config
 from polyformer.generation.text import Candidate, TextCompletion, TextStreamer, cut_at_stop, generate_text, stream_text
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "cut_at_stop",
     "generate",
     "generate_text",
+    "make_config",
     "stream",
     "stream_text",
 ]

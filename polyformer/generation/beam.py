@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from polyformer.generation.engine import GenerationOutput, TokenStream, repeat_rows
-from polyformer.generation.sampling import GenerationConfig, process_logits, suppress, token_counts
+from polyformer.generation.sampling import process_logits, suppress, token_counts
 
 if TYPE_CHECKING:
+    from polyformer.generation.settings import GenerationConfig, Sampling
     from polyformer.models import PolyformerModel
 
 NEG = -1.0e9  # "impossible" score, as a finite number so sums stay ordered
@@ -58,15 +59,15 @@ def pad_to(x: torch.Tensor, length: int, value: float) -> torch.Tensor:
 @torch.inference_mode()
 def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                 config: GenerationConfig) -> GenerationOutput:
-    """The config.num_return_sequences best hypotheses per request, rows grouped by request."""
-    batch, k = input_ids.shape[0], config.num_beams
+    """The num_return_sequences best hypotheses per request, rows grouped by request."""
+    batch, k = input_ids.shape[0], config.beams.num_beams
     mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
     stream = TokenStream(model, *repeat_rows(input_ids, mask, k), config)
     eos = torch.tensor(stream.eos_ids, dtype=torch.long, device=input_ids.device)
-    vocab, limit, device = model.config.vocab_size, config.max_new_tokens, input_ids.device
+    vocab, limit, device = model.config.vocab_size, config.stopping.max_new_tokens, input_ids.device
     keep = max(2, 1 + len(stream.eos_ids)) * k  # candidates kept per request
     in_top_k = torch.arange(keep, device=device) < k  # (keep,)
-    prompt_counts = token_counts(stream.input_ids, vocab, stream.mask) if config.counts_tokens else None  # (B*K, V)
+    prompt_counts = token_counts(stream.input_ids, vocab, stream.mask) if config.sampling.counts_tokens else None  # (B*K, V)
 
     empty = torch.zeros(batch, k, 0, dtype=torch.long, device=device)
     start = torch.full((batch, k), NEG, device=device)
@@ -77,7 +78,7 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
     is_finished = torch.zeros(batch, k, dtype=torch.bool, device=device)
     improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
 
-    scoring = _greedy(config)
+    scoring = _greedy(config.sampling)
     logits = stream.prefill()  # (B*K, V)
     for step in range(limit):
         logprobs = logits.float().log_softmax(-1)
@@ -86,7 +87,7 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
             logprobs = process_logits(logprobs, scoring, prompt_counts + generated, generated)
         else:
             logprobs = process_logits(logprobs, scoring)
-        if step < config.min_new_tokens:
+        if step < config.stopping.min_new_tokens:
             logprobs = suppress(logprobs, stream.eos_ids)
         total = (logprobs.view(batch, k, vocab) + running.scores[..., None]).view(batch, k * vocab)
         top_scores, top_index = total.topk(keep, dim=-1)  # (B, keep)
@@ -102,25 +103,25 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
         running = Beams(candidates.tokens, candidates.logprobs, alive_scores).select(going_on)
         beam_origin = gather(origin, going_on)  # (B, K)
         just_ended = ends & in_top_k
-        closed = is_finished.all(-1, keepdim=True) & config.early_stopping | ~improvable  # (B, 1) nothing may join
-        final = top_scores / float(step + 1) ** config.length_penalty + (closed | ~just_ended).float() * NEG
+        closed = is_finished.all(-1, keepdim=True) & config.beams.early_stopping | ~improvable  # (B, 1) nothing may join
+        final = top_scores / float(step + 1) ** config.beams.length_penalty + (closed | ~just_ended).float() * NEG
         merged = finished.join(Beams(candidates.tokens, candidates.logprobs, final), limit, stream.pad_id)
         best = merged.scores.topk(k, dim=-1).indices
         finished, is_finished = merged.select(best), gather(torch.cat([is_finished, just_ended], 1), best)
 
-        best_running = running.scores[:, :1] / float(step + 1) ** config.length_penalty  # (B, 1)
+        best_running = running.scores[:, :1] / float(step + 1) ** config.beams.length_penalty  # (B, 1)
         worst_finished = torch.where(is_finished, finished.scores.min(-1, keepdim=True).values, NEG)  # (B, K)
         improvable = improvable & (best_running > worst_finished).any(-1, keepdim=True)
-        if not improvable.any() or (config.early_stopping and is_finished.all()) or ends.all() or step + 1 == limit:
+        if not improvable.any() or (config.beams.early_stopping and is_finished.all()) or ends.all() or step + 1 == limit:
             break
         stream.cache.reorder((beam_origin + torch.arange(batch, device=device)[:, None] * k).flatten())
         logits = stream.advance(running.tokens[..., -1].flatten())
-    return _output(finished, config.num_return_sequences, stream.pad_id, eos)
+    return _output(finished, config.beams.num_return_sequences, stream.pad_id, eos)
 
 
-def _greedy(config: GenerationConfig) -> GenerationConfig:
+def _greedy(sampling: Sampling) -> Sampling:
     """Beam search scores log-probabilities: penalties and bias apply, sampling filters do not."""
-    return replace(config, temperature=0.0, num_beams=1, num_return_sequences=1)
+    return replace(sampling, temperature=0.0)
 
 
 def _output(finished: Beams, n: int, pad_id: int, eos: torch.Tensor) -> GenerationOutput:

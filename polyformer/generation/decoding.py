@@ -22,7 +22,7 @@ from polyformer.generation.engine import (
     collect,
     repeat_rows,
 )
-from polyformer.generation.sampling import GenerationConfig, make_config
+from polyformer.generation.settings import GenerationConfig, make_config
 
 if TYPE_CHECKING:
     from polyformer.models import PolyformerModel
@@ -40,16 +40,16 @@ def stream(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torc
 
 def generate(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              config: GenerationConfig | None = None) -> GenerationOutput:
-    """Generate for a batch; beam search when config.num_beams > 1.
+    """Generate for a batch; beam search when num_beams > 1.
 
-    Decoder prompts are left-padded, encoder–decoder sources right-padded. Rows come grouped by prompt, config.num_return_sequences per prompt (the best beams, or
-    independent samples).
+    Decoder prompts are left-padded, encoder–decoder sources right-padded. Rows come grouped by
+    prompt, num_return_sequences per prompt (the best beams, or independent samples).
     """
     config = config or GenerationConfig()
     check_padding(model, attention_mask)  # before rows are repeated, so errors name the caller's rows
-    if config.num_beams > 1:
+    if config.beams.num_beams > 1:
         return beam_search(model, input_ids, attention_mask, config)
-    input_ids, attention_mask = repeat_rows(input_ids, attention_mask, config.num_return_sequences)
+    input_ids, attention_mask = repeat_rows(input_ids, attention_mask, config.beams.num_return_sequences)
     token_stream = TokenStream(model, input_ids, attention_mask, config)
     return collect(token_stream, list(token_stream))
 

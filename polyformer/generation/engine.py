@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from polyformer.errors import ConfigError, DataError
-from polyformer.generation.sampling import GenerationConfig, make_generator, next_tokens, token_counts
+from polyformer.generation.sampling import make_generator, next_tokens, token_counts
 from polyformer.generation.step import ModelSteps, choose_cache
 
 if TYPE_CHECKING:
     from polyformer.core import KVCache
     from polyformer.core.cache import StaticKVCache
+    from polyformer.generation.settings import GenerationConfig
     from polyformer.models import PolyformerModel
 
 
@@ -61,10 +62,10 @@ def check_request(model: PolyformerModel, input_ids: torch.Tensor, attention_mas
     if input_ids.shape[1] == 0 or empty:
         raise DataError(f"empty prompt (rows {empty or list(range(input_ids.shape[0]))}); give at least one token")
     vocab = model.config.vocab_size
-    for token in [*config.eos_ids(), *config.logit_bias]:
+    for token in [*config.stopping.eos_ids(), *config.sampling.logit_bias]:
         if not 0 <= token < vocab:
             raise ConfigError(f"token id {token} (eos_token_id / logit_bias) is outside the vocabulary of {vocab}")
-    check_context(model, input_ids.shape[1], int(mask.sum(-1).max()), config.max_new_tokens)
+    check_context(model, input_ids.shape[1], int(mask.sum(-1).max()), config.stopping.max_new_tokens)
     return mask
 
 
@@ -100,7 +101,7 @@ def check_context(model: PolyformerModel, prompt_length: int, real_length: int, 
 
 def eos_ids_for(model: PolyformerModel, config: GenerationConfig) -> list[int]:
     """The request's EOS ids, else the model's (`ModelConfig.end_ids`)."""
-    return config.eos_ids() or model.config.end_ids()
+    return config.stopping.eos_ids() or model.config.end_ids()
 
 
 def pad_id_for(model: PolyformerModel, eos_ids: list[int]) -> int:
@@ -125,9 +126,10 @@ class TokenStream:
         batch = input_ids.shape[0]
         self.finish_reasons: list[str | None] = [None] * batch
         self.done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-        self.generator = None if config.greedy else make_generator(config.seed, input_ids.device)
-        cache, compile = choose_cache(config.cache, config.compile, input_ids.device)
-        self.steps = ModelSteps(model, input_ids, self.mask, config.max_new_tokens, cache, compile)
+        sampling, stopping = config.sampling, config.stopping
+        self.generator = None if sampling.greedy else make_generator(sampling.seed, input_ids.device)
+        cache, compile = choose_cache(config.execution.cache, config.execution.compile, input_ids.device)
+        self.steps = ModelSteps(model, input_ids, self.mask, stopping.max_new_tokens, cache, compile)
 
     @property
     def cache(self) -> KVCache | StaticKVCache:
@@ -143,14 +145,14 @@ class TokenStream:
 
     @torch.inference_mode()  # on a generator, torch enters the mode around each step only, not the caller's code
     def _steps(self) -> Iterator[Step]:
-        config = self.config
-        counts = _Counts(self.input_ids, self.mask, self.model.config.vocab_size) if config.counts_tokens else None
+        sampling, stopping = self.config.sampling, self.config.stopping
+        counts = _Counts(self.input_ids, self.mask, self.model.config.vocab_size) if sampling.counts_tokens else None
         eos = set(self.eos_ids)
         seen, generated = (counts.seen, counts.generated) if counts else (None, None)  # updated in place
         logits = self.prefill()
-        for step in range(config.max_new_tokens):
-            forbid = self.eos_ids if step < config.min_new_tokens else None
-            _, tokens, logprobs = next_tokens(logits, config, self.generator, seen=seen, generated=generated,
+        for step in range(stopping.max_new_tokens):
+            forbid = self.eos_ids if step < stopping.min_new_tokens else None
+            _, tokens, logprobs = next_tokens(logits, sampling, self.generator, seen=seen, generated=generated,
                                               forbid=forbid)  # (B,), (B,)
             active = ~self.done
             tokens = tokens.masked_fill(self.done, self.pad_id)
@@ -165,7 +167,7 @@ class TokenStream:
             yield Step(tokens, logprobs, active, token_ids, active_rows)  # the consumer may finish rows here
             if all(reason is not None for reason in self.finish_reasons):
                 return
-            if step + 1 < config.max_new_tokens:
+            if step + 1 < stopping.max_new_tokens:
                 logits = self.advance(tokens)
         for row, reason in enumerate(self.finish_reasons):
             if reason is None:
@@ -194,7 +196,7 @@ class _Counts:
 
 
 def check_streamable(config: GenerationConfig) -> None:
-    if config.num_beams > 1 or config.num_return_sequences > 1:
+    if config.beams.num_beams > 1 or config.beams.num_return_sequences > 1:
         raise ConfigError("streaming decodes one sequence per prompt: use num_beams=1 and num_return_sequences=1")
 
 

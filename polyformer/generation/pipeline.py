@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from polyformer.errors import DataError
-from polyformer.generation.sampling import GenerationConfig, make_config
+from polyformer.generation.settings import GenerationConfig, make_config
 from polyformer.generation.text import TextCompletion, generate_text, stream_text
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class TextGenerationPipeline:
     def request(self, **options: Any) -> GenerationConfig:
         """The pipeline defaults with `options` applied; EOS defaults to the model's and the tokenizer's."""
         config = make_config(self.config, **options)
-        if config.eos_token_id is None:
+        if config.stopping.eos_token_id is None:
             ends = self.model.config.end_ids(getattr(self.tokenizer, "eos_token_id", None))
             config = make_config(config, eos_token_id=ends or None)
         return config

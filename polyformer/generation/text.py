@@ -23,7 +23,7 @@ from polyformer.generation.decoding import generate
 from polyformer.generation.engine import TokenStream, check_streamable, repeat_rows
 
 if TYPE_CHECKING:
-    from polyformer.generation.sampling import GenerationConfig
+    from polyformer.generation.settings import GenerationConfig
     from polyformer.models import PolyformerModel
 
 
@@ -129,26 +129,26 @@ def stream_text(model: PolyformerModel, tokenizer, prompts: list[str], config: G
     check_streamable(config)
     input_ids, mask = encode_prompts(model, tokenizer, prompts, add_special_tokens)
     token_stream = TokenStream(model, input_ids, mask, config)
-    return _text_pieces(token_stream, [TextStreamer(tokenizer, config.stop) for _ in prompts])
+    return _text_pieces(token_stream, [TextStreamer(tokenizer, config.stopping.stop) for _ in prompts])
 
 
 def generate_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig,
                   add_special_tokens: bool = True) -> list[TextCompletion]:
     """Complete each prompt with config.num_return_sequences candidates, cut exactly at the first stop string."""
     input_ids, mask = encode_prompts(model, tokenizer, prompts, add_special_tokens)
-    if config.num_beams > 1:
+    if config.beams.num_beams > 1:
         candidates = _beam_candidates(model, tokenizer, input_ids, mask, config)
     else:
         candidates = _streamed_candidates(model, tokenizer, input_ids, mask, config)
-    n = config.num_return_sequences
+    n = config.beams.num_return_sequences
     return [TextCompletion(candidates[i * n : (i + 1) * n]) for i in range(len(prompts))]
 
 
 def _streamed_candidates(model: PolyformerModel, tokenizer, input_ids: torch.Tensor, mask: torch.Tensor,
                          config: GenerationConfig) -> list[Candidate]:
     """Greedy or sampled rows (each prompt's samples together, as `generate` draws them); a stop string ends a row."""
-    token_stream = TokenStream(model, *repeat_rows(input_ids, mask, config.num_return_sequences), config)
-    streamers = [TextStreamer(tokenizer, config.stop) for _ in range(token_stream.input_ids.shape[0])]
+    token_stream = TokenStream(model, *repeat_rows(input_ids, mask, config.beams.num_return_sequences), config)
+    streamers = [TextStreamer(tokenizer, config.stopping.stop) for _ in range(token_stream.input_ids.shape[0])]
     for _ in _text_pieces(token_stream, streamers):
         pass
     reasons = [reason or "length" for reason in token_stream.finish_reasons]
@@ -160,7 +160,7 @@ def _beam_candidates(model: PolyformerModel, tokenizer, input_ids: torch.Tensor,
     """The n best hypotheses per prompt, each cut at its first stop string."""
     out = generate(model, input_ids, mask, config)  # beam search: scores are set
     rows = [row[:length] for row, length in zip(out.sequences.tolist(), out.lengths)]
-    return [_cut(tokenizer, row, config.stop, reason, score)
+    return [_cut(tokenizer, row, config.stopping.stop, reason, score)
             for row, reason, score in zip(rows, out.finish_reasons, out.scores.tolist())]
 
 

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from polyformer.generation.sampling import GenerationConfig, make_generator, next_tokens, token_counts
+from polyformer.generation.sampling import make_generator, next_tokens, token_counts
 from polyformer.generation.slots import SlotSteps
 from polyformer.generation.text import TextStreamer
 from polyformer.server.batching import Worker
 
 if TYPE_CHECKING:
+    from polyformer.generation.settings import GenerationConfig
     from polyformer.models import PolyformerModel
     from polyformer.server.metrics import Metrics
 
@@ -128,10 +129,10 @@ class GenerationEngine(Worker):
         now = time.perf_counter()
         queued = []
         for index, spec in enumerate(rows):
-            config = spec.config
-            generator = None if config.greedy else make_generator(config.seed, self.model.device)
-            queued.append(_Row(ticket, index, spec, TextStreamer(self.tokenizer, config.stop), generator, now,
-                               set(config.eos_ids())))
+            sampling, stopping = spec.config.sampling, spec.config.stopping
+            generator = None if sampling.greedy else make_generator(sampling.seed, self.model.device)
+            queued.append(_Row(ticket, index, spec, TextStreamer(self.tokenizer, stopping.stop), generator, now,
+                               set(stopping.eos_ids())))
         with self._wakeup:
             self._pending.extend(queued)
             self._wakeup.notify()
@@ -211,13 +212,13 @@ class GenerationEngine(Worker):
 
     def _next_token(self, row: _Row, logits: torch.Tensor) -> None:
         """Sample a row's next token from its logits (1, V), emit it, and end the row when it is done."""
-        config = row.spec.config
-        if config.counts_tokens and row.seen is None:
+        sampling, stopping = row.spec.config.sampling, row.spec.config.stopping
+        if sampling.counts_tokens and row.seen is None:
             prompt = torch.tensor([row.spec.prompt_ids], device=logits.device)
             row.seen = token_counts(prompt, logits.shape[-1])
             row.generated = torch.zeros_like(row.seen)
-        forbid = sorted(row.eos) if len(row.tokens) < config.min_new_tokens else None
-        scores, tokens, logprobs = next_tokens(logits, config, row.generator, seen=row.seen, generated=row.generated,
+        forbid = sorted(row.eos) if len(row.tokens) < stopping.min_new_tokens else None
+        scores, tokens, logprobs = next_tokens(logits, sampling, row.generator, seen=row.seen, generated=row.generated,
                                                forbid=forbid)
         token, logprob = int(tokens[0]), float(logprobs[0])
         top = _top(scores[0].log_softmax(-1), row.spec.top_logprobs) if row.spec.top_logprobs else None
@@ -227,7 +228,7 @@ class GenerationEngine(Worker):
         row.tokens.append(token)
         piece = row.streamer.push(token)
         reason = "stop" if token in row.eos or row.streamer.stopped else None
-        if reason is None and len(row.tokens) >= config.max_new_tokens:
+        if reason is None and len(row.tokens) >= stopping.max_new_tokens:
             reason = "length"
         if reason is not None:
             piece += row.streamer.flush()

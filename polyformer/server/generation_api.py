@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from polyformer.generation.sampling import make_config
+from polyformer.generation.settings import make_config
 from polyformer.server import formats
 from polyformer.server.common import blocking, check_ids, encode_prompts, parse, request_id, until_disconnected
 from polyformer.server.errors import APIError, ClientGone, bad_request
@@ -90,7 +90,8 @@ def make_plan(served: ServedModel, request: Sampling, prompts: list[Prompt], max
                           f"{MAX_ROWS} per request", "n")
     check_fit(served, prompts, max_tokens)
     base = served.pipe.request(**sampling_options(request, served, max_tokens))
-    configs = [base if base.seed is None or j == 0 else make_config(base, seed=(base.seed + j) % MAX_SEED)
+    seed = base.sampling.seed
+    configs = [base if seed is None or j == 0 else make_config(base, seed=(seed + j) % MAX_SEED)
                for j in range(request.n)]
     rows = [RowRequest(prompt.ids, config, top_logprobs, prompt_logprobs) for prompt in prompts for config in configs]
     return Plan(served, prompts, rows, request.n, request_id(prefix), int(time.time()))
