@@ -1,8 +1,8 @@
 """The `polyformer` command: one typer app that every verb module registers itself on.
 
-Each verb lives in its own module exposing `register(app: typer.Typer) -> None`. Modules are
-imported by name from `_COMMAND_MODULES`, so `polyformer --help` costs only those imports: verb
-modules keep heavy imports (torch, transformers) inside their command functions.
+Each verb lives in its own module exposing `register(app: typer.Typer) -> None`; `VERBS` lists
+them all. `polyformer --help` costs only those imports: verb modules keep heavy imports (torch,
+transformers) inside their command functions.
 
 `main()` is the console-script entry point. It turns user mistakes (any `PolyformerError`, or an
 OS error about a path the user gave) into one `error: ...` line on stderr and exit code 2 instead
@@ -11,36 +11,38 @@ of a traceback; genuine bugs still show their traceback.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
 
 import typer
 
+from polyformer.cli import (
+    chat,
+    cluster,
+    convert,
+    data,
+    embed,
+    embed_eval,
+    embed_train,
+    evaluate,
+    finetune,
+    generate,
+    index,
+    info,
+    plot,
+    predict,
+    pretrain,
+    search,
+    serve,
+    tokenizer,
+)
 from polyformer.errors import PolyformerError
 
 USER_ERROR_EXIT = 2
 
-_COMMAND_MODULES: list[str] = [
-    "polyformer.cli.data",
-    "polyformer.cli.info",
-    "polyformer.cli.convert",
-    "polyformer.cli.pretrain",
-    "polyformer.cli.plot",
-    "polyformer.cli.tokenizer",
-    "polyformer.cli.finetune",
-    "polyformer.cli.evaluate",
-    "polyformer.cli.predict",
-    "polyformer.cli.embed",
-    "polyformer.cli.embed_train",
-    "polyformer.cli.embed_eval",
-    "polyformer.cli.index",
-    "polyformer.cli.search",
-    "polyformer.cli.cluster",
-    "polyformer.cli.generate",
-    "polyformer.cli.chat",
-    "polyformer.cli.serve",
-]
+# every verb, in the order `polyformer --help` lists them
+VERBS = (data, info, convert, pretrain, plot, tokenizer, finetune, evaluate, predict, embed, embed_train, embed_eval,
+         index, search, cluster, generate, chat, serve)
 
 app = typer.Typer(
     name="polyformer",
@@ -51,26 +53,8 @@ app = typer.Typer(
 )
 
 
-def _register_commands(target: typer.Typer, module_names: Sequence[str]) -> list[str]:
-    """Import each verb module and call its `register`; return the modules that were found.
-
-    Only a module that does not exist yet is skipped; an import error inside an existing
-    module (a missing dependency, a syntax error) propagates.
-    """
-    registered: list[str] = []
-    for module_name in module_names:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(target)
-        registered.append(module_name)
-    return registered
-
-
-_register_commands(app, _COMMAND_MODULES)
+for verb in VERBS:
+    verb.register(app)
 
 
 def _one_line(message: str) -> str:

@@ -1,10 +1,8 @@
 """The core's linear layer: `nn.Linear` with a faster CPU kernel (inference and training).
 
-Linear layers are most of a Transformer's time on a CPU: about 80% of an encoder forward and
-nearly all of a decode step. PyTorch's CPU `F.linear` calls the BLAS it was built with (MKL on
-x86), whose float32 GEMM reaches well under half of what oneDNN's kernels do on some CPUs (on an
-AVX-512 AMD EPYC, benchmarks/cpu_linear.py: about 165 vs 350 GFLOP/s for encoder shapes, and 11
-vs 34 GB/s of weights streamed from memory for a vocabulary-sized matrix-vector product).
+Linear layers are most of a Transformer's time on a CPU, and PyTorch's CPU `F.linear` calls the
+BLAS it was built with (MKL on x86), whose float32 GEMM on some CPUs reaches well under what
+oneDNN's kernels do (benchmarks/cpu_linear.py measures both; README, Benchmarks, has figures).
 
 `Linear` keeps the `nn.Linear` interface, parameters and state-dict names, and on CPU routes
 float32 and bfloat16 products through oneDNN (`torch.ops.mkldnn._linear_pointwise`, the kernel
@@ -152,6 +150,14 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if _takes_fast_path(x, weight) and not _records_grad(x, weight, bias):
         return _onednn(x, weight, bias, "gelu", approximate)
     return F.gelu(linear(x, weight, bias), approximate=approximate)
+
+
+def gelu_of(layer: nn.Module, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """gelu(layer(x)): one fused product when `layer` is this module's `Linear`; any other layer
+    (another implementation of the product) runs its own forward, then the GELU."""
+    if type(layer) is Linear:
+        return linear_gelu(x, layer.weight, layer.bias, approximate)
+    return F.gelu(layer(x), approximate=approximate)
 
 
 class Linear(nn.Linear):

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polyformer.core.linear import Linear, linear_gelu
+from polyformer.core.linear import Linear, gelu_of
 
 if TYPE_CHECKING:
-    from polyformer.config import ModelConfig
+    from polyformer.config import Activation, ModelConfig
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[Activation, Callable[[torch.Tensor], torch.Tensor]] = {  # one per config.ACTIVATIONS name
     "gelu": F.gelu,
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
@@ -24,8 +25,8 @@ _ACTIVATIONS = {
 _GELU_APPROXIMATION = {"gelu": "none", "gelu_new": "tanh"}
 
 
-def activation(name: str):
-    """The elementwise function for an activation name from ModelConfig.ACTIVATIONS."""
+def activation(name: Activation) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The elementwise function for an activation name of config.ACTIVATIONS."""
     return _ACTIVATIONS[name]
 
 
@@ -45,6 +46,6 @@ class MLP(nn.Module):
         if self.gated:
             gate, up = self.up(x).chunk(2, dim=-1)  # the first half gates the second
             return self.down(self.act(gate) * up)
-        if self.gelu is not None and type(self.up) is Linear:  # not once precision.py swapped the layer
-            return self.down(linear_gelu(x, self.up.weight, self.up.bias, self.gelu))
+        if self.gelu is not None:
+            return self.down(gelu_of(self.up, x, self.gelu))  # fused into the product where the layer allows
         return self.down(self.act(self.up(x)))

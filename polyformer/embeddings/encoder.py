@@ -16,10 +16,9 @@ TOKENS_PER_TEXT), so short texts go in large batches and long ones in small batc
 cost: fewer, larger matrix products. The model's head (an LM or MLM projection over the
 vocabulary) is skipped: only the body's hidden states are used.
 
-Precision: `dtype="bfloat16"` runs the whole model in bfloat16 (on a CPU with AVX512-BF16 / AMX
-this was 4-5x float32 sentence-transformers at cosine 0.9999 for MiniLM, where converting only
-the linear layers gave about 2.4x: the normalisations, activations and attention between them
-then stay float32-bound); "float16" is for GPUs; "int8" converts the linear layers with
+Precision: `dtype="bfloat16"` runs the whole model in bfloat16, not only its linear layers, so
+the normalisations, activations and attention between them run in bfloat16 too (README,
+embeddings, has the measurements); "float16" is for GPUs; "int8" converts the linear layers with
 `polyformer.precision.apply_precision` (weight-only int8). Pooling always runs in float32 and
 vectors are returned as float32.
 """
