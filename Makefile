@@ -8,7 +8,7 @@ PYTHON3 ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench
+.PHONY: venv lint test demo bench
 
 venv: $(STAMP)
 
@@ -18,7 +18,10 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	$(VENV)/bin/pip install --no-deps -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -14,7 +14,8 @@ transformers = pytest.importorskip("transformers")
 @pytest.fixture()
 def bert_dir(tmp_path):
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24, max_position_embeddings=32)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=24, max_position_embeddings=32)
     transformers.BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
     return tmp_path / "bert"
 

@@ -96,7 +96,8 @@ def test_old_names_and_missing_prefix(tmp_path):
     ref_model = hf_bert("BertModel", SHAPES[0], tmp_path)
     path = tmp_path / "hf" / "model.safetensors"
     state = load_file(path)
-    renamed = {k.removeprefix("bert.").replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v for k, v in state.items()}
+    renamed = {k.removeprefix("bert.").replace("LayerNorm.weight", "LayerNorm.gamma")
+               .replace("LayerNorm.bias", "LayerNorm.beta"): v for k, v in state.items()}
     save_file(renamed, path)
     model = pf.load(tmp_path / "hf")
     ids, mask, types = padded_batch(99)

@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 
 from polyformer.cli.embed import DEVICE_HELP, MODEL_HELP, POOLING_HELP
+from polyformer.cli.pretrain import DETERMINISTIC_HELP
 
 
 def embed_train(
@@ -29,7 +30,8 @@ def embed_train(
     max_seq_length: int = typer.Option(128, "--max-seq-length", min=1, help="Tokens per text in training."),
     batch_size: int = typer.Option(32, "--batch-size", min=2, help="Pairs per micro-batch (global): the in-batch negatives."),
     micro_batches: int = typer.Option(1, "--micro-batches", min=1, help="Gradient accumulation (each micro-batch has its own negatives)."),
-    mini_batch: Optional[int] = typer.Option(None, "--mini-batch", min=1, help="Gradient cache: embed this many texts at a time (large batches in small memory)."),
+    mini_batch: Optional[int] = typer.Option(None, "--mini-batch", min=1,
+                                             help="Gradient cache: embed this many texts at a time (large batches in small memory)."),
     scale: float = typer.Option(20.0, "--scale", help="Similarity scale (inverse temperature)."),
     symmetric: bool = typer.Option(False, "--symmetric/--one-way", help="Also rank anchors for each positive."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimizer steps (default: one epoch)."),
@@ -41,7 +43,7 @@ def embed_train(
     eval_batches: int = typer.Option(10, "--eval-batches", min=0, help="Validation batches per evaluation."),
     save_every: int = typer.Option(0, "--save-every", min=0, help="Checkpoint every N steps (0: at the end)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data order and dropout: the same seed repeats the run."),
-    deterministic: bool = typer.Option(False, "--deterministic/--no-deterministic", help="CUDA: deterministic kernels, so GPU runs repeat bit for bit (slower)."),
+    deterministic: bool = typer.Option(False, "--deterministic/--no-deterministic", help=DETERMINISTIC_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dtype: str = typer.Option("float32", "--dtype", help="Autocast: float32 | bfloat16 | float16."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),

@@ -56,7 +56,8 @@ def describe(path_or_name: str, allow_pickle: bool = False) -> dict:
 
 
 def info(
-    model: str = typer.Argument(..., help="A model folder, run directory, .gguf file, catalog name (see `polyformer data list`) or hub id (org/name)."),
+    model: str = typer.Argument(..., help="A model folder, run directory, .gguf file, catalog name (see `polyformer data list`) "
+                                "or hub id (org/name)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow .bin/.pt pickle checkpoints (loaded with weights_only=True)."),
 ) -> None:

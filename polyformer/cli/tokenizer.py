@@ -25,7 +25,8 @@ class Kind(str, Enum):
 @tokenizer_app.command("train")
 def train(
     kind: Kind = typer.Option(..., "--kind", help="wordpiece (BERT), bpe (byte-level, GPT-2) or char (one token per character)."),
-    data: list[str] = typer.Option(..., "--data", metavar="NAME|FILE", help="Catalog corpus (e.g. shakespeare) or .txt/.jsonl/.csv files; repeat for several."),
+    data: list[str] = typer.Option(..., "--data", metavar="NAME|FILE",
+                                   help="Catalog corpus (e.g. shakespeare) or .txt/.jsonl/.csv files; repeat for several."),
     out: Path = typer.Option(..., "--out", help="Folder to write the tokenizer to."),
     vocab_size: int | None = typer.Option(None, "--vocab-size", min=1, help="Vocabulary size (wordpiece and bpe)."),
     min_frequency: int = typer.Option(2, "--min-frequency", min=0, help="Drop pieces seen fewer times."),

@@ -102,7 +102,8 @@ def read_retrieval_dir(directory: str | Path) -> RetrievalSet:
                 raise DataError(f"{qrels}:{line}: expected query-id<TAB>corpus-id<TAB>score")
             query, doc, score = row
             if query not in query_index or doc not in doc_index:
-                raise DataError(f"{qrels}:{line}: unknown {'query' if query not in query_index else 'document'} id {query if query not in query_index else doc!r}")
+                kind, key = ("query", query) if query not in query_index else ("document", doc)
+                raise DataError(f"{qrels}:{line}: unknown {kind} id {key!r}")
             if float(score) > 0:
                 relevant[query_index[query]].add(doc_index[doc])
     keep = [i for i, wanted in enumerate(relevant) if wanted]

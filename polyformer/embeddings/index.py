@@ -374,7 +374,7 @@ class VectorIndex:
         wanted = sorted({int(label) for label in labels.ravel() if label >= 0})
         rows = {row[0]: row[1:] for row in
                 self._rows("SELECT faiss_id, id, text, metadata FROM items WHERE faiss_id IN ({})", wanted)}
-        return [[self._hit(rows[int(l)], float(s)) for s, l in zip(row_scores, row_labels) if l >= 0 and int(l) in rows]
+        return [[self._hit(rows[int(i)], float(s)) for s, i in zip(row_scores, row_labels) if i >= 0 and int(i) in rows]
                 for row_scores, row_labels in zip(scores, labels)]
 
     def _hit(self, row: tuple, score: float) -> Hit:

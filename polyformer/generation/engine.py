@@ -2,7 +2,8 @@
 
 `TokenStream` runs the decode loop one step at a time and yields each step's tokens, so the
 same loop serves `decoding.generate` (collect everything), streaming (forward each step), beam
-search (`beam.py`, which drives its prefill and steps) and the text layer (`polyformer.generation.text`, which finishes a row when it meets a stop string). Decoders
+search (`beam.py`, which drives its prefill and steps) and the text layer
+(`polyformer.generation.text`, which finishes a row when it meets a stop string). Decoders
 take left-padded batches: positions count only real tokens and the attention mask grows with each
 step, so every row decodes as if it were alone. Encoder–decoders take right-padded sources (the
 encoder numbers positions from 0, so padding must come after a source's tokens), run the encoder

@@ -42,7 +42,8 @@ def load(path_or_name: str | Path, *, head: str | None = None, allow_pickle: boo
         raise UnknownModelError(f"{path}: not a model file polyformer can read (expected a folder, .gguf or .safetensors)")
     folder = transformer_folder(path)
     if not (folder / "config.json").is_file():
-        raise UnknownModelError(f"{folder}: no config.json here; expected a Hugging Face, sentence-transformers or polyformer folder, or a .gguf file")
+        raise UnknownModelError(f"{folder}: no config.json here; expected a Hugging Face, sentence-transformers or "
+                                "polyformer folder, or a .gguf file")
     if is_native(folder):
         model = load_native(folder, allow_pickle=allow_pickle)
         if head is not None or overrides:
