@@ -44,7 +44,7 @@ def similarity_table(console: Console) -> None:
 
 def chat_completion(console: Console, max_new_tokens: int = 40) -> None:
     """SmolLM2 answers a question through its chat template, the reply streamed as it is decoded."""
-    from polyformer.generation.pipeline import TextGenerationPipeline
+    from polyformer.generation.text_pipeline import TextGenerationPipeline
 
     pipe = TextGenerationPipeline.load("SmolLM2-135M-Instruct", device="cpu")
     console.print(f"[bold]SmolLM2-135M-Instruct[/bold] ({pipe.model.num_parameters() / 1e6:.0f}M parameters, greedy, streamed)")

@@ -21,9 +21,9 @@ _LAZY = {
     "Tokenizer": "polyformer.tokenizers",
     "SentenceEncoder": "polyformer.embeddings",
     "VectorIndex": "polyformer.embeddings.index",
-    "pipeline": "polyformer.pipelines",
+    "pipeline": "polyformer.task_pipelines",
     "GenerationConfig": "polyformer.generation",
-    "TextGenerationPipeline": "polyformer.generation.pipeline",
+    "TextGenerationPipeline": "polyformer.generation.text_pipeline",
     "apply_precision": "polyformer.precision",
 }
 

@@ -278,7 +278,7 @@ class PolyformerModel(nn.Module):
         transformers' `do_sample`, and override `config`. Returns a `GenerationOutput` (each
         prompt's num_return_sequences rows together); with `stream=True`, an iterator over each
         step's new tokens (B,).
-        For text in and out, see `polyformer.generation.pipeline.TextGenerationPipeline`.
+        For text in and out, see `polyformer.generation.text_pipeline.TextGenerationPipeline`.
         """
         # the one import up a layer (generation builds on this model's surface and never imports it back)
         from polyformer.generation.decoding import generate_with_options

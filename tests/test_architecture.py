@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("io, data", ("polyformer.io", "polyformer.data")),
     ("generation, training", ("polyformer.generation", "polyformer.training")),
     ("embeddings, tasks", ("polyformer.embeddings", "polyformer.tasks")),
-    ("public API", ("polyformer.pipelines", ROOT)),
+    ("public API", ("polyformer.task_pipelines", ROOT)),
     ("server, compare, bench", ("polyformer.server", "polyformer.compare", "polyformer.bench")),
     ("cli", ("polyformer.cli",)),
 ]

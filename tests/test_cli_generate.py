@@ -14,7 +14,7 @@ from test_gguf import needs_accelerate
 
 import polyformer as pf
 from polyformer.cli.chat import chat_loop
-from polyformer.generation.pipeline import TextGenerationPipeline
+from polyformer.generation.text_pipeline import TextGenerationPipeline
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import polyformer as pf
 from polyformer.config import preset
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation import GenerationConfig, generate, make_config
-from polyformer.generation.pipeline import TextGenerationPipeline
 from polyformer.generation.text import encode_prompts
+from polyformer.generation.text_pipeline import TextGenerationPipeline
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import train_bpe
 

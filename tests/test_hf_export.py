@@ -42,7 +42,7 @@ def _files(folder) -> set[str]:
 
 
 def test_gguf_converts_to_a_folder_transformers_generates_the_same_text_from(smollm2_gguf, tmp_path):
-    from polyformer.generation.pipeline import TextGenerationPipeline
+    from polyformer.generation.text_pipeline import TextGenerationPipeline
 
     out = tmp_path / "smollm2-hf"
     converted = run_cli("convert", smollm2_gguf, out, "--to", "hf")

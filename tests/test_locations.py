@@ -17,7 +17,7 @@ from task_tiny import SENTIMENT, bpe_tokenizer, decoder_dir, encoder_dir, wordpi
 
 import polyformer as pf
 from polyformer.errors import CheckpointError, OfflineError, TokenizerError
-from polyformer.generation.pipeline import TextGenerationPipeline
+from polyformer.generation.text_pipeline import TextGenerationPipeline
 from polyformer.locations import is_hub_id, resolve
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

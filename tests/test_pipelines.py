@@ -109,12 +109,12 @@ def test_zero_shot_classification_ranks_the_candidate_labels(tmp_path):
 
 
 def test_text_generation_is_mapped_by_import_string(tmp_path, monkeypatch):
-    import polyformer.pipelines as pipelines
+    import polyformer.task_pipelines as pipelines
 
     tokenizer = bpe_tokenizer(TEXTS)
     model = pf.PolyformerModel(pf.preset("llama-tiny", vocab_size=tokenizer.vocab_size, **{**SMALL, "num_kv_heads": 2}))
     try:
-        from polyformer.generation.pipeline import TextGenerationPipeline
+        from polyformer.generation.text_pipeline import TextGenerationPipeline
     except ImportError:
         TextGenerationPipeline = None
     if TextGenerationPipeline is not None:

@@ -116,7 +116,7 @@ def chat(
 ) -> None:
     """Chat with a model interactively: streamed replies, history, /reset and /exit."""
     options = generation.request()
-    from polyformer.generation.pipeline import TextGenerationPipeline
+    from polyformer.generation.text_pipeline import TextGenerationPipeline
 
     pipe = TextGenerationPipeline.load(model, device=device, dtype=dtype)
     if not getattr(pipe.tokenizer, "chat_template", None):

@@ -114,7 +114,7 @@ def generate(
     if stream and (num_beams > 1 or num_return_sequences > 1):
         raise ConfigError("--stream prints one sequence as it is generated: use --num-beams 1 and --num-return-sequences 1")
     items = read_prompts(file, text_column) if file is not None else [(0, prompt)]
-    from polyformer.generation.pipeline import TextGenerationPipeline
+    from polyformer.generation.text_pipeline import TextGenerationPipeline
 
     pipe = TextGenerationPipeline.load(model, device=device, dtype=dtype)
     prompts = [render(pipe, text, system) if chat else text for _, text in items]

@@ -135,7 +135,7 @@ def _classification(served: ServedModel, settings: ServerSettings, metrics: Metr
 
 def load_model(spec: Served, settings: ServerSettings, metrics: Metrics) -> ServedModel:
     """Load one served model and build (not start) its engines."""
-    from polyformer.generation.pipeline import TextGenerationPipeline
+    from polyformer.generation.text_pipeline import TextGenerationPipeline
 
     encoder = load_encoder(spec.source, settings)
     served = ServedModel(spec.name, spec.source, encoder, embedding_batcher(spec.name, encoder, settings, metrics))

@@ -33,7 +33,7 @@ from tokenizers.models import BPE
 
 from polyformer.errors import TokenizerError
 from polyformer.gguf_file import open_gguf_file
-from polyformer.tokenizers.pipelines import add_special_tokens, byte_level_pipeline, byte_to_unicode, template_processor
+from polyformer.tokenizers.backends import add_special_tokens, byte_level_pipeline, byte_to_unicode, template_processor
 from polyformer.tokenizers.special import SpecialTokens
 from polyformer.tokenizers.tokenizer import Tokenizer
 

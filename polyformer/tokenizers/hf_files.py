@@ -4,7 +4,7 @@
 bos, ...; the context length; the chat template; lowercasing overrides) lives beside it in
 `tokenizer_config.json` and `special_tokens_map.json`, read here the way transformers reads them.
 The older one-file formats carry only a vocabulary, so the pipeline around it is rebuilt from
-`pipelines.py` with the defaults BERT and GPT-2 were trained with.
+`backends.py` with the defaults BERT and GPT-2 were trained with.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tokenizers.models import BPE, WordPiece
 
 from polyformer import runtime
 from polyformer.errors import TokenizerError
-from polyformer.tokenizers.pipelines import BertOptions, bert_pipeline, byte_level_pipeline, template_processor
+from polyformer.tokenizers.backends import BertOptions, bert_pipeline, byte_level_pipeline, template_processor
 from polyformer.tokenizers.special import BERT_SPECIAL_TOKENS, GPT2_END_OF_TEXT, SpecialTokens, infer_special_tokens
 from polyformer.tokenizers.tokenizer import CHAT_TEMPLATE_FILE, CONFIG_FILE, Tokenizer
 

@@ -35,9 +35,9 @@ from tokenizers import Tokenizer as Backend
 
 from polyformer.errors import TokenizerError
 from polyformer.runtime import write_atomic
+from polyformer.tokenizers.backends import add_special_tokens
 from polyformer.tokenizers.chat import render_chat
 from polyformer.tokenizers.hf_export import VOCAB_FILE, class_config, wordpiece_vocab
-from polyformer.tokenizers.pipelines import add_special_tokens
 from polyformer.tokenizers.special import SpecialTokens
 
 Padding = bool | Literal["longest", "max_length", "do_not_pad"]

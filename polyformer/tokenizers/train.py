@@ -1,7 +1,7 @@
 """Training WordPiece (BERT-style) and byte-level BPE (GPT-2-style) vocabularies on a corpus.
 
 The `tokenizers` trainers do the counting and merging; this module assembles the pipeline
-around them (`pipelines.py`) and streams the corpus to them: texts are yielded one at a time
+around them (`backends.py`) and streams the corpus to them: texts are yielded one at a time
 and files are read line by line, so a corpus never has to fit in memory.
 
 Training is repeatable: the same corpus gives the same vocabulary in every process. The
@@ -28,7 +28,7 @@ from tokenizers import pre_tokenizers, trainers
 from tokenizers.models import BPE, WordPiece
 
 from polyformer.errors import TokenizerError
-from polyformer.tokenizers.pipelines import BertOptions, bert_pipeline, byte_level_pipeline, template_processor
+from polyformer.tokenizers.backends import BertOptions, bert_pipeline, byte_level_pipeline, template_processor
 from polyformer.tokenizers.special import BERT_SPECIAL_TOKENS, GPT2_END_OF_TEXT, SpecialTokens, infer_special_tokens
 from polyformer.tokenizers.tokenizer import Tokenizer
 

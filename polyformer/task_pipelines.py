@@ -15,7 +15,7 @@ question-answering; fill-mask; zero-shot-classification (prompting a decoder's L
 `polyformer.tasks.prompting`; `examples=[(text, label), ...]` makes it few-shot, `calibrate=True`
 divides out the label prior);
 feature-extraction and sentence-similarity (`pf.SentenceEncoder`); text-generation
-(`polyformer.generation.pipeline.TextGenerationPipeline`, imported when asked for).
+(`polyformer.generation.text_pipeline.TextGenerationPipeline`, imported when asked for).
 
 Each pipeline takes one input (→ one result) or a list (→ a list). `model` is anything
 `pf.load` reads, or a loaded model together with `tokenizer=`.
@@ -29,7 +29,7 @@ from typing import Any
 
 from polyformer.errors import ConfigError
 
-TEXT_GENERATION = "polyformer.generation.pipeline:TextGenerationPipeline"
+TEXT_GENERATION = "polyformer.generation.text_pipeline:TextGenerationPipeline"
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 TASK_RECIPES = {"text-classification": "classify", "token-classification": "ner", "question-answering": "qa"}
 TASKS = (*TASK_RECIPES, "fill-mask", "zero-shot-classification", "feature-extraction", "sentence-similarity",

@@ -1,4 +1,4 @@
-"""The two tokenization pipelines polyformer builds itself, shared by loading and training.
+"""The `tokenizers` backends polyformer assembles itself, shared by loading and training.
 
 A `tokenizers.Tokenizer` is a model (WordPiece, BPE) plus a normalizer, a pre-tokenizer, a
 post-processor and a decoder. Loading a bare `vocab.txt`, loading GPT-2 `vocab.json` +
