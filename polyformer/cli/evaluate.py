@@ -1,8 +1,9 @@
 """`polyformer evaluate`: score a fine-tuned model (or a prompted decoder) on labelled data.
 
-Prints the metrics as one JSON object on stdout and a table on stderr; with `--out DIR` also
-writes metrics.json and, per task, confusion.png (classify, pair) or entities.md (ner, the
-per-type report).
+Prints the metrics as one JSON object on stdout and a table on stderr (translate: with the
+sacreBLEU signatures); with `--out DIR` also writes metrics.json and, per task, confusion.png
+(classify, pair), entities.md (ner, the per-type report) or translations.jsonl (translate: each
+source, reference and output).
 """
 
 from __future__ import annotations
@@ -38,12 +39,20 @@ def evaluate(
     text_b_column: Optional[str] = shared.TEXT_B_COLUMN,
     label_column: Optional[str] = shared.LABEL_COLUMN,
     score_column: Optional[str] = shared.SCORE_COLUMN,
+    source_column: Optional[str] = shared.SOURCE_COLUMN,
+    target_column: Optional[str] = shared.TARGET_COLUMN,
+    direction: str = shared.DIRECTION,
+    num_beams: int = shared.NUM_BEAMS,
+    length_penalty: float = shared.LENGTH_PENALTY,
+    max_new_tokens: Optional[int] = shared.MAX_NEW_TOKENS,
 ) -> None:
-    """Evaluate a model on a split of labelled data: accuracy / F1 / correlations / EM."""
+    """Evaluate a model on a split of labelled data: accuracy / F1 / correlations / EM / BLEU and chrF."""
     from polyformer.tasks import recipe
 
-    options = recipe.task_options(shared.columns(text_column, text_a_column, text_b_column, label_column, score_column),
-                                  max_length=max_length, batch_size=batch_size, device=device, stride=stride)
+    cols = shared.columns(text_column, text_a_column, text_b_column, label_column, score_column, source_column, target_column)
+    options = recipe.task_options(cols, max_length=max_length, batch_size=batch_size, device=device, stride=stride,
+                                  direction=direction, num_beams=num_beams, length_penalty=length_penalty,
+                                  max_new_tokens=max_new_tokens, instruction=None if prompt else instruction)
     if prompt:
         from polyformer.tasks.prompting import evaluate_prompted
 
@@ -53,6 +62,8 @@ def evaluate(
         result = recipe.evaluate(task, model, data, split, options)
     shared.echo_json(result.metrics)
     _table(result.metrics)
+    for name, signature in result.details.get("signatures", {}).items():
+        typer.echo(f"{name.upper()} signature: {signature}", err=True)
     if out is not None:
         write_report(result, out, f"{task} · {Path(model).name} · {data}")
 
@@ -72,7 +83,11 @@ def write_report(result, out: Path, title: str) -> None:
     from polyformer.tasks.metrics import format_entity_report, plot_confusion
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({**result.metrics, **result.details}, indent=2) + "\n")
+    details = {key: value for key, value in result.details.items() if key != "outputs"}
+    (out / "metrics.json").write_text(json.dumps({**result.metrics, **details}, indent=2, ensure_ascii=False) + "\n")
+    if "outputs" in result.details:
+        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in result.details["outputs"])
+        (out / "translations.jsonl").write_text("".join(lines), encoding="utf-8")
     if "confusion_matrix" in result.details:
         import numpy as np
 

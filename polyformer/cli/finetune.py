@@ -1,4 +1,4 @@
-"""`polyformer finetune`: fine-tune any model for classify / ner / pair / qa with the one trainer.
+"""`polyformer finetune`: fine-tune any model for classify / ner / pair / qa / translate / lm with the one trainer.
 
 Options left unset keep the value from `--config run.yaml` (if given), then the defaults of
 `polyformer.tasks.recipe.FinetuneSpec`. The run directory ends with `model/` (best dev weights,
@@ -17,7 +17,9 @@ from polyformer.cli import task_options as shared
 _SPEC_OPTIONS = (
     "task", "model", "data", "dev_data", "pooling", "max_length", "batch_size", "micro_batches", "epochs",
     "max_steps", "lr", "warmup_ratio", "weight_decay", "eval_every", "patience", "dev_limit", "seed",
-    "device", "dtype", "regression", "stride", "progress",
+    "device", "dtype", "regression", "stride", "progress", "preset", "tokenizer", "vocab_size", "schedule",
+    "warmup_steps", "label_smoothing", "direction", "pair_format", "instruction", "num_beams", "eval_beams",
+    "max_new_tokens",
 )
 
 
@@ -51,8 +53,24 @@ def finetune(
     text_b_column: Optional[str] = shared.TEXT_B_COLUMN,
     label_column: Optional[str] = shared.LABEL_COLUMN,
     score_column: Optional[str] = shared.SCORE_COLUMN,
+    preset: Optional[str] = typer.Option(None, "--preset", help="translate: train this preset from scratch (transformer-small, gpt-tiny, ...) instead of --model."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="--preset: override a model field, --set num_layers=4 (repeatable)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="--preset: reuse this tokenizer (default: a BPE trained on both sides of the pairs)."),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="--preset: size of the trained BPE (default 8000)."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="linear | cosine | inverse_sqrt | constant (default: linear; --preset: inverse_sqrt)."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warmup steps (overrides --warmup-ratio)."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="translate / lm: label smoothing epsilon (default 0.1)."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="translate / lm: forward | reverse (bible-en-es: en-es | es-en)."),
+    pair_format: Optional[str] = typer.Option(None, "--pair-format", help="translate / lm with a decoder: separator | chat (default: chat when the tokenizer has a template)."),
+    instruction: Optional[str] = typer.Option(None, "--instruction", help="translate / lm, chat layout: the request, with {text} (and {source} / {target})."),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", help="translate: beam width saved for evaluate / predict (default 4)."),
+    eval_beams: Optional[int] = typer.Option(None, "--eval-beams", help="translate: beam width of the dev BLEU during training (default 1, greedy)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="translate: tokens generated per dev input (default: --max-length)."),
+    source_column: Optional[str] = shared.SOURCE_COLUMN,
+    target_column: Optional[str] = shared.TARGET_COLUMN,
 ) -> None:
     """Fine-tune a model for a task; early stopping on the dev metric keeps the best weights."""
+    from polyformer.cli.pretrain import parse_assignments
     from polyformer.errors import ConfigError
     from polyformer.tasks import recipe
 
@@ -60,13 +78,16 @@ def finetune(
     fields = {name: given[name] for name in _SPEC_OPTIONS if given[name] is not None}
     if out is not None:
         fields["out"] = str(out)
-    cols = shared.columns(text_column, text_a_column, text_b_column, label_column, score_column)
+    cols = shared.columns(text_column, text_a_column, text_b_column, label_column, score_column, source_column, target_column)
     if cols:
         fields["columns"] = cols
+    if set_:
+        fields["model_config"] = parse_assignments(set_)
     if config is not None:
         spec = recipe.read_spec(config, fields)
     else:
-        missing = [f"--{name.replace('_', '-')}" for name in ("task", "model", "data", "out") if name not in fields]
+        needed = ("task", "data", "out") if "preset" in fields else ("task", "model", "data", "out")
+        missing = [f"--{name.replace('_', '-')}" for name in needed if name not in fields]
         if missing:
             raise ConfigError(f"finetune needs {', '.join(missing)} (or --config run.yaml)")
         spec = recipe.FinetuneSpec.from_dict(fields, "command line")

@@ -8,7 +8,9 @@ JSON object per line). Outputs per task:
   regression pairs: `score`;
 - ner: `entities` — `{entity, text, start, end, score}` with character offsets into the text;
 - qa: `answer`, `start`, `end` (characters of the context), `score`;
-- fill-mask: `masks` — the top-k tokens for each [MASK] with their probabilities.
+- fill-mask: `masks` — the top-k tokens for each [MASK] with their probabilities;
+- translate: `translation_text` (beam search, `--num-beams`); lm: `generated_text`; both echo
+  `source` (and `id`) and say whether the input was `truncated` to fit the context.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from polyformer.cli import task_options as shared
 
 
 def predict(
-    task: str = typer.Option(..., "--task", help="classify | ner | pair | qa | fill-mask"),
+    task: str = typer.Option(..., "--task", help="classify | ner | pair | qa | fill-mask | translate | lm"),
     model: str = shared.MODEL,
     input_: str = typer.Option(..., "--input", help="A .txt / .jsonl / .csv file, or - for stdin."),
     max_length: Optional[int] = shared.MAX_LENGTH,
@@ -40,13 +42,20 @@ def predict(
     text_column: Optional[str] = shared.TEXT_COLUMN,
     text_a_column: Optional[str] = shared.TEXT_A_COLUMN,
     text_b_column: Optional[str] = shared.TEXT_B_COLUMN,
+    source_column: Optional[str] = shared.SOURCE_COLUMN,
+    direction: str = shared.DIRECTION,
+    num_beams: int = shared.NUM_BEAMS,
+    length_penalty: float = shared.LENGTH_PENALTY,
+    max_new_tokens: Optional[int] = shared.MAX_NEW_TOKENS,
 ) -> None:
-    """Predict labels / entities / answer spans / masked tokens for each input, as JSON lines."""
+    """Predict labels / entities / answer spans / masked tokens / translations for each input, as JSON lines."""
     from polyformer.tasks import recipe
     from polyformer.tasks.datasets import read_inputs
 
-    options = recipe.task_options(shared.columns(text_column, text_a_column, text_b_column, None, None),
-                                  max_length=max_length, batch_size=batch_size, device=device, stride=stride)
+    options = recipe.task_options(shared.columns(text_column, text_a_column, text_b_column, None, None, source_column),
+                                  max_length=max_length, batch_size=batch_size, device=device, stride=stride,
+                                  direction=direction, num_beams=num_beams, length_penalty=length_penalty,
+                                  max_new_tokens=max_new_tokens, instruction=None if prompt else instruction)
     inputs = read_inputs(input_)
     if task == "fill-mask":
         rows = _fill_mask(model, inputs, top_k, options)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-TASK_HELP = "classify | ner | pair | qa"
+TASK_HELP = "classify | ner | pair | qa | translate (alias seq2seq) | lm"
 MODEL = typer.Option(..., "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or run directory.")
 MAX_LENGTH = typer.Option(None, "--max-length", help="Tokens per input, specials included (default: the model's fine-tuning setting, else 128; QA 384).")
 BATCH_SIZE = typer.Option(32, "--batch-size", help="Inference batch size.")
@@ -28,14 +28,21 @@ PROMPT = typer.Option(False, "--prompt/--no-prompt", help="classify: score each 
 SHOTS = typer.Option(0, "--shots", help="--prompt: labelled examples from the train split put in the prompt (0 = zero-shot).")
 VERBALIZER = typer.Option(None, "--verbalizer", help="--prompt: LABEL=WORDS, the continuation scored for a label (repeatable).")
 TEMPLATE = typer.Option(None, "--template", help="--prompt: how one example reads, with {text} (default 'Text: {text}\\nLabel:').")
-INSTRUCTION = typer.Option(None, "--instruction", help="--prompt: text put before the examples.")
+INSTRUCTION = typer.Option(None, "--instruction", help="--prompt: text put before the examples; translate / lm with a chat model: the request, with {text} (and {source} / {target}).")
 CALIBRATE = typer.Option(False, "--calibrate/--no-calibrate", help="--prompt: predict with contextual calibration (divide out the label prior of content-free texts).")
+# text to text (translate, lm)
+SOURCE_COLUMN = typer.Option(None, "--source-column", help="translate / lm: field of the source text (default: text_a).")
+TARGET_COLUMN = typer.Option(None, "--target-column", help="translate / lm: field of the target text (default: text_b).")
+DIRECTION = typer.Option("forward", "--direction", help="translate / lm: forward (source column → target column) | reverse; bible-en-es: en-es | es-en.")
+NUM_BEAMS = typer.Option(4, "--num-beams", help="translate / lm: beam search width (1 = greedy).")
+LENGTH_PENALTY = typer.Option(1.0, "--length-penalty", help="translate / lm: beam scores are log-probability / length ** this.")
+MAX_NEW_TOKENS = typer.Option(None, "--max-new-tokens", help="translate / lm: tokens generated per input (default: --max-length).")
 
 
 def columns(text: Optional[str], text_a: Optional[str], text_b: Optional[str], label: Optional[str],
-            score: Optional[str]) -> dict[str, str]:
-    """The column overrides that were given, as Columns field names."""
-    given = {"text": text, "text_a": text_a, "text_b": text_b, "label": label, "score": score}
+            score: Optional[str], source: Optional[str] = None, target: Optional[str] = None) -> dict[str, str]:
+    """The column overrides that were given, as Columns field names (--source / --target-column name text_a / text_b)."""
+    given = {"text": text, "text_a": source or text_a, "text_b": target or text_b, "label": label, "score": score}
     return {name: value for name, value in given.items() if value is not None}
 
 

@@ -11,12 +11,12 @@ training stream is the concatenation of seeded permutations of the features, one
 micro-batch `micro` of step `step` reads stream positions `k * B .. k * B + B - 1` with
 `k = step * micro_batches + micro` — a pure function of its arguments, so a run resumes and
 splits over ranks exactly. Evaluation is the task's own metric pass (the trainer's `evaluate`
-hook), so `eval_batches` yields nothing.
+hook), so `eval_batches` yields nothing unless evaluation features are given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,10 +78,15 @@ def _labels(values: list[Any], length: int) -> torch.Tensor:
 
 
 class ExampleSource:
-    """Seeded epochs over fine-tuning features, `batch_size` rows per micro-batch."""
+    """Seeded epochs over fine-tuning features, `batch_size` rows per micro-batch.
+
+    `collator` turns a list of features into a batch (default: `collate`); with `eval_features`,
+    `eval_batches` yields them in order, collated the same way, for the trainer's evaluation loss.
+    """
 
     def __init__(self, features: Sequence[Feature], batch_size: int, seed: int, pad_id: int, arch: str,
-                 micro_batches: int = 1) -> None:
+                 micro_batches: int = 1, collator: Callable[[Sequence[Feature]], Batch] | None = None,
+                 eval_features: Sequence[Feature] = ()) -> None:
         if not features:
             raise DataError("no training examples")
         if batch_size < 1:
@@ -89,6 +94,8 @@ class ExampleSource:
         self.features = list(features)
         self.batch_size, self.seed, self.pad_id, self.arch = batch_size, seed, pad_id, arch
         self.micro_batches = micro_batches
+        self.collator = collator or (lambda rows: collate(rows, pad_id, arch))
+        self.eval_features = list(eval_features)
         self._orders: dict[int, np.ndarray] = {}
 
     def steps_per_epoch(self) -> int:
@@ -107,10 +114,11 @@ class ExampleSource:
         for row in rank_rows(self.batch_size, rank, world_size):
             epoch, offset = divmod(first + row, len(self.features))
             chosen.append(self.features[int(self._order(epoch)[offset])])
-        return collate(chosen, self.pad_id, self.arch)
+        return self.collator(chosen)
 
     def eval_batches(self) -> Iterator[Batch]:
-        return iter(())
+        for start in range(0, len(self.eval_features), self.batch_size):
+            yield self.collator(self.eval_features[start: start + self.batch_size])
 
 
 @torch.inference_mode()

@@ -79,6 +79,9 @@ def require_head(model: PolyformerModel, head: str, where: str, prompt_hint: boo
     """ConfigError telling how to get a model with `head` when `model` has another one."""
     if model.config.head == head:
         return
+    if head == "lm":
+        raise ConfigError(f"{where} has head={model.config.head!r}; text-to-text tasks generate with an LM head: give "
+                          "a decoder or an encoder-decoder checkpoint (its LM head is kept when it is fine-tuned)")
     task = _HEAD_TASKS[head].split(" ")[0]
     hint = ""
     if prompt_hint and model.config.head == "lm":

@@ -120,24 +120,31 @@ def build_tokenizer(spec: PretrainSpec) -> Tokenizer | CharTokenizer:
 
 def model_config(spec: PretrainSpec, tokenizer: Tokenizer | CharTokenizer) -> ModelConfig:
     """The preset, sized to the tokenizer and block, with the objective's head and the overrides."""
-    base = preset(spec.preset_name)
     head = "lm"
     if spec.arch == "encoder":
         head = "pretraining" if spec.nsp else "mlm"
+    pooler = spec.arch == "encoder" and (spec.nsp or preset(spec.preset_name).pooler)
+    return sized_config(spec.preset_name, spec.arch, tokenizer, spec.block_size, spec.model, head, pooler)
+
+
+def sized_config(preset_name: str, arch: str, tokenizer: Tokenizer | CharTokenizer, context: int,
+                 overrides: dict[str, Any], head: str = "lm", pooler: bool = False) -> ModelConfig:
+    """A preset as a fresh model for `tokenizer`: its vocabulary and special ids, `context` positions, `head`."""
+    base = preset(preset_name)
     fields: dict[str, Any] = {
-        "arch": spec.arch,
+        "arch": arch,
         "vocab_size": tokenizer.vocab_size,
-        "max_positions": max(base.max_positions, spec.block_size + 1),
+        "max_positions": max(base.max_positions, context + 1),
         "head": head,
-        "pooler": spec.arch == "encoder" and (spec.nsp or base.pooler),
+        "pooler": pooler,
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
-    if spec.arch == "encoder-decoder":
+    if arch == "encoder-decoder":
         fields["decoder_start_token_id"] = _decoder_start(tokenizer)
     try:
-        return base.replace(**{**fields, **spec.model})
+        return base.replace(**{**fields, **overrides})
     except TypeError as err:
         raise ConfigError(f"model: {err}") from None
 
