@@ -59,9 +59,9 @@ class PairLayout:
     """Encode sources (for generation) and pairs (for training) in one layout."""
 
     def __init__(self, tokenizer: Tokenizer, config: ModelConfig, kind: str, max_length: int,
-                 instruction: str | None = None, languages: tuple[str | None, str | None] = (None, None)) -> None:
+                 instruction: str = DEFAULT_INSTRUCTION, languages: tuple[str | None, str | None] = (None, None)) -> None:
         self.tokenizer, self.kind, self.max_length = tokenizer, kind, max_length
-        self.instruction = instruction or DEFAULT_INSTRUCTION
+        self.instruction = instruction
         self.languages = languages
         self.clipper = TaskTokenizer(tokenizer, max(4, max_length))
         ends = [tokenizer.eos_token_id, config.eos_token_id]

@@ -26,18 +26,10 @@ from polyformer.models import PolyformerModel
 from polyformer.tasks.base import Evaluation, TaskOptions, logger, report_truncation
 from polyformer.tasks.decoding import DecodeSettings, decode
 from polyformer.tasks.encoding import TaskTokenizer
-from polyformer.tasks.formats import PairLayout, layout_kind
+from polyformer.tasks.formats import DEFAULT_INSTRUCTION, PairLayout, layout_kind
 from polyformer.tasks.metrics import translation_scores
 from polyformer.tasks.textpairs import TextPair, languages, load_pairs, parse_source
 from polyformer.training.objectives import CausalLM, Seq2SeqLM, model_inputs
-
-
-def layout_for(model: PolyformerModel, encoder: TaskTokenizer, options: TaskOptions) -> PairLayout:
-    """The pair layout a model was fine-tuned with (settings in its config), or the default for its form."""
-    extra = model.config.extra
-    pair_languages = options.languages or tuple(extra.get("languages") or (None, None))
-    return PairLayout(encoder.tokenizer, model.config, layout_kind(model.config, encoder.tokenizer),
-                      encoder.max_length, options.instruction or extra.get("instruction"), pair_languages)  # type: ignore[arg-type]
 
 
 def decode_settings(options: TaskOptions, max_length: int) -> DecodeSettings:
@@ -51,9 +43,19 @@ class TextToTextTask:
     default_max_length = 256
     generative = True
 
-    def __init__(self, name: str, builtin: str | None, metric: str, from_scratch: bool, output: str) -> None:
+    def __init__(self, name: str, builtin: str | None, metric: str, from_scratch: bool, output: str,
+                 instruction: str) -> None:
         self.name, self.builtin, self.metric, self.from_scratch = name, builtin, metric, from_scratch
         self.output = output  # the predicted text's key in prediction rows
+        self.instruction = instruction  # the chat layout's default user turn
+
+    def layout(self, model: PolyformerModel, encoder: TaskTokenizer, options: TaskOptions) -> PairLayout:
+        """The pair layout the model was fine-tuned with (settings in its config), else the default for its form."""
+        extra = model.config.extra
+        pair_languages = options.languages or tuple(extra.get("languages") or (None, None))
+        request = options.instruction or extra.get("instruction") or self.instruction
+        return PairLayout(encoder.tokenizer, model.config, layout_kind(model.config, encoder.tokenizer),
+                          encoder.max_length, request, pair_languages)  # type: ignore[arg-type]
 
     # ---- data ---------------------------------------------------------------------------------
     def load(self, data: str, split: str, options: TaskOptions) -> list[TextPair]:
@@ -89,7 +91,7 @@ class TextToTextTask:
     def features(self, examples: Sequence[TextPair], encoder: TaskTokenizer, model: PolyformerModel,
                  options: TaskOptions) -> tuple[list[dict[str, list[int]]], int]:
         """Training rows of the pairs, and how many were cut to max_length."""
-        layout = layout_for(model, encoder, options)
+        layout = self.layout(model, encoder, options)
         encoded = layout.pairs([e.source for e in examples], [e.target or "" for e in examples])
         return [layout.feature(e) for e in encoded], sum(e.truncated for e in encoded)
 
@@ -98,7 +100,7 @@ class TextToTextTask:
                  options: TaskOptions) -> Evaluation:
         if self.metric == "loss":
             return self._evaluate_loss(model, encoder, examples, options)
-        outputs = decode(model, layout_for(model, encoder, options), [e.source for e in examples],
+        outputs = decode(model, self.layout(model, encoder, options), [e.source for e in examples],
                          decode_settings(options, encoder.max_length))
         report_truncation(sum(o.truncated for o in outputs), len(outputs), encoder.max_length, "sources")
         metrics, signatures = translation_scores([o.text for o in outputs], [e.target or "" for e in examples])
@@ -129,7 +131,7 @@ class TextToTextTask:
     def predict(self, model: PolyformerModel, encoder: TaskTokenizer, inputs: Sequence[TextPair],
                 options: TaskOptions) -> list[dict[str, Any]]:
         """One row per input: the source and the generated text (and the input's id when it has one)."""
-        outputs = decode(model, layout_for(model, encoder, options), [e.source for e in inputs],
+        outputs = decode(model, self.layout(model, encoder, options), [e.source for e in inputs],
                          decode_settings(options, encoder.max_length))
         cut = sum(o.truncated for o in outputs)
         if cut:
@@ -141,5 +143,6 @@ class TextToTextTask:
         return rows
 
 
-TRANSLATE = TextToTextTask("translate", builtin="bible-en-es", metric="bleu", from_scratch=True, output="translation_text")
-LM = TextToTextTask("lm", builtin=None, metric="loss", from_scratch=False, output="generated_text")
+TRANSLATE = TextToTextTask("translate", builtin="bible-en-es", metric="bleu", from_scratch=True,
+                           output="translation_text", instruction=DEFAULT_INSTRUCTION)
+LM = TextToTextTask("lm", builtin=None, metric="loss", from_scratch=False, output="generated_text", instruction="{text}")
