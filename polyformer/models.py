@@ -192,6 +192,24 @@ class PolyformerModel(nn.Module):
             out.nsp_logits = self.nsp(out.pooler_output)
 
 
+def with_fresh_head(model: PolyformerModel, config: ModelConfig) -> PolyformerModel:
+    """A model of `config` with `model`'s weights; a different head (NSP, a new pooler) starts from initialisation.
+
+    The body must match: a weight of the new body that `model` lacks is a ConfigError. Tied
+    vocabulary projections follow the copied embeddings.
+    """
+    fresh = PolyformerModel(config)
+    wanted = fresh.state_dict()
+    dropped = ("head.", "nsp.") if config.head != model.config.head else ()  # the same head keeps its weights
+    body = {name: tensor for name, tensor in model.state_dict().items()
+            if not (dropped and name.startswith(dropped)) and name in wanted}
+    missing, _ = fresh.load_state_dict(body, strict=False)
+    left = [name for name in missing if not name.startswith(("head.", "nsp.", "pooler."))]
+    if left:
+        raise ConfigError(f"cannot move the body onto a {config.head} head: the checkpoint lacks {left[:3]}")
+    return fresh.to(device=model.device, dtype=model.dtype).train(model.training)
+
+
 def _init_weights(module: nn.Module) -> None:
     """Normal(0, 0.02) weights, zero biases, unit norms (BERT / GPT-2 initialisation)."""
     if isinstance(module, (nn.Linear, nn.Embedding)):

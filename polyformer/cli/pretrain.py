@@ -1,4 +1,4 @@
-"""`polyformer pretrain`: train BERT (MLM+NSP), GPT (causal LM) or an encoder–decoder from scratch.
+"""`polyformer pretrain`: train BERT (MLM+NSP), GPT (causal LM) or an encoder–decoder, from scratch or `--init MODEL`.
 
 Options left unset keep the value from `--config run.yaml` (if given), then the defaults of
 `PretrainSpec` / `TrainConfig`. `--set FIELD=VALUE` overrides any ModelConfig field.
@@ -21,7 +21,7 @@ _TRAIN_OPTIONS = (
     "keep_last", "log_every", "seed", "device", "progress",
 )
 _SPEC_OPTIONS = (
-    "arch", "preset", "data", "text_field", "tokenizer", "vocab_size", "block_size", "batch_size",
+    "arch", "init", "preset", "data", "text_field", "tokenizer", "vocab_size", "block_size", "batch_size",
     "nsp", "whole_word", "document_aware", "label_smoothing",
 )
 
@@ -40,7 +40,8 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 
 
 def pretrain(
-    arch: Optional[str] = typer.Option(None, help="encoder (MLM+NSP) | decoder (causal LM) | encoder-decoder (seq2seq)."),
+    arch: Optional[str] = typer.Option(None, help="encoder (MLM+NSP) | decoder (causal LM) | encoder-decoder (seq2seq); with --init, the checkpoint's."),
+    init: Optional[str] = typer.Option(None, "--init", help="Continue from real weights (catalog name, folder, GGUF) with their own tokenizer."),
     preset: Optional[str] = typer.Option(None, help="Model preset (bert-tiny, bert-mini, gpt-tiny, gpt2, llama-tiny, transformer-small, ...)."),
     data: Optional[list[str]] = typer.Option(None, "--data", help="Catalog name (shakespeare) or .txt/.jsonl/.csv files; repeatable."),
     text_field: Optional[str] = typer.Option(None, "--text-column", help="Text column/field of jsonl/csv files."),
@@ -76,7 +77,7 @@ def pretrain(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its latest checkpoint."),
 ) -> None:
-    """Pretrain a model from scratch on real text (BERT: MLM+NSP, GPT: causal LM, encoder-decoder: seq2seq)."""
+    """Pretrain a model on real text (BERT: MLM+NSP, GPT: causal LM, encoder-decoder: seq2seq), from scratch or --init."""
     from polyformer.training import pretrain as recipe
 
     given = dict(locals())

@@ -82,11 +82,12 @@ class ExampleSource:
 
     `collator` turns a list of features into a batch (default: `collate`); with `eval_features`,
     `eval_batches` yields them in order, collated the same way, for the trainer's evaluation loss.
+    `bucket_batches` > 0 batches examples of similar length together (see `_bucketed`).
     """
 
     def __init__(self, features: Sequence[Feature], batch_size: int, seed: int, pad_id: int, arch: str,
                  micro_batches: int = 1, collator: Callable[[Sequence[Feature]], Batch] | None = None,
-                 eval_features: Sequence[Feature] = ()) -> None:
+                 eval_features: Sequence[Feature] = (), bucket_batches: int = 0) -> None:
         if not features:
             raise DataError("no training examples")
         if batch_size < 1:
@@ -96,6 +97,8 @@ class ExampleSource:
         self.micro_batches = micro_batches
         self.collator = collator or (lambda rows: collate(rows, pad_id, arch))
         self.eval_features = list(eval_features)
+        self.bucket_batches = bucket_batches
+        self._lengths = [sum(len(value) for value in f.values() if isinstance(value, list)) for f in self.features]
         self._orders: dict[int, np.ndarray] = {}
 
     def steps_per_epoch(self) -> int:
@@ -105,8 +108,20 @@ class ExampleSource:
         if epoch not in self._orders:
             if len(self._orders) > 4:
                 self._orders.clear()
-            self._orders[epoch] = row_generator(self.seed, _EPOCH_STREAM, epoch).permutation(len(self.features))
+            generator = row_generator(self.seed, _EPOCH_STREAM, epoch)
+            order = generator.permutation(len(self.features))
+            self._orders[epoch] = self._bucketed(order, generator) if self.bucket_batches else order
         return self._orders[epoch]
+
+    def _bucketed(self, order: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+        """The epoch's order with similar lengths side by side: windows of `bucket_batches` batches are
+        sorted by length and cut into batches, and the batches shuffled, so a batch pads little."""
+        width = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, len(order), width):
+            window = sorted(order[start: start + width].tolist(), key=lambda i: self._lengths[i])
+            batches += [window[i: i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        return np.asarray([index for b in generator.permutation(len(batches)) for index in batches[b]])
 
     def train_batch(self, step: int, micro: int, rank: int = 0, world_size: int = 1) -> Batch:
         first = (step * self.micro_batches + micro) * self.batch_size

@@ -10,7 +10,8 @@
   square root of the step, peak rate d_model^-0.5 · warmup^-0.5 unless given, label smoothing 0.1.
 
 Encoder–decoders learn the target given the source (`Seq2SeqLM`); decoders one sequence with the
-loss on the target tokens only (`CausalLM`, prompt labels -100). The trainer evaluates the dev
+loss on the target tokens only (`CausalLM`, prompt labels -100). Batches hold pairs of similar
+length (shuffled windows, `ExampleSource.bucket_batches`), so little of each step is padding. The trainer evaluates the dev
 loss every `eval_every` steps and, for translate, dev BLEU of decoded outputs (greedy unless
 `eval_beams` > 1); the best checkpoint by dev BLEU (lm: dev loss) ends in OUT/model with the
 tokenizer and, in its config's `extra`, the layout it was trained with.
@@ -40,6 +41,7 @@ from polyformer.training.trainer import TrainConfig, Trainer
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<sep>")
 ADAM_BETAS = (0.9, 0.98)  # Vaswani et al. 2017, section 5.3
+BUCKET_BATCHES = 32  # training batches hold pairs of similar length, drawn from windows of this many batches
 
 
 def collator_for(model: PolyformerModel, pad_id: int) -> Callable[[Sequence[Feature]], Batch]:
@@ -68,7 +70,7 @@ def finetune_text_to_text(task, spec: FinetuneSpec) -> FinetuneResult:
     report_truncation(cut, len(train), max_length, "training pairs")
     dev_features, _ = task.features(dev, encoder, model, options)
     source = ExampleSource(features, spec.batch_size, spec.seed, encoder.pad_id, model.config.arch, spec.micro_batches,
-                           collator_for(model, encoder.pad_id), dev_features)
+                           collator_for(model, encoder.pad_id), dev_features, bucket_batches=BUCKET_BATCHES)
     hook = None
     if task.metric != "loss":
         dev_options = dataclasses.replace(options, num_beams=spec.eval_beams)

@@ -20,7 +20,7 @@ from typing import Any
 from polyformer.config import POOLINGS
 from polyformer.errors import ConfigError
 from polyformer.io.loader import load, resolve
-from polyformer.models import PolyformerModel
+from polyformer.models import PolyformerModel, with_fresh_head
 from polyformer.tokenizers import Tokenizer, load_tokenizer
 
 DEFAULT_POOLING = {"encoder": "cls", "decoder": "last", "encoder-decoder": "last"}
@@ -65,14 +65,7 @@ def with_head(
         labels=labels if head != "question-answering" else None,
         classifier_pooling=chosen, pooler=keep_pooler, extra={**config.extra, **(extra or {})},
     )
-    fresh = PolyformerModel(new_config)
-    body = {name: tensor for name, tensor in model.state_dict().items()
-            if not name.startswith(("head.", "nsp.")) and (keep_pooler or not name.startswith("pooler."))}
-    missing, unexpected = fresh.load_state_dict(body, strict=False)
-    left = [name for name in missing if not name.startswith("head.")]
-    if left or unexpected:
-        raise ConfigError(f"cannot move the body onto a {head} head: missing {left[:3]}, unexpected {unexpected[:3]}")
-    return fresh.to(device=model.device, dtype=model.dtype).train(model.training)
+    return with_fresh_head(model, new_config)
 
 
 def require_head(model: PolyformerModel, head: str, where: str, prompt_hint: bool = False) -> None:

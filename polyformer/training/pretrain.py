@@ -1,4 +1,4 @@
-"""Pretraining from scratch: a `PretrainSpec` (YAML or CLI) → tokenizer, shards, model, trainer.
+"""Pretraining: a `PretrainSpec` (YAML or CLI) → tokenizer, shards, model, trainer — from scratch or from real weights.
 
 The three forms of the Transformer, trained the way the source material describes:
 
@@ -6,6 +6,11 @@ The three forms of the Transformer, trained the way the source material describe
 - decoder (GPT): next-token prediction on packed blocks (optionally document-aware);
 - encoder-decoder: sequence-to-sequence with label smoothing, on (text_a, text_b) pairs from
   jsonl/csv files, or on (line, next line) pairs of a plain corpus such as `shakespeare`.
+
+With `init` (a catalog name, checkpoint folder or GGUF file), pretraining continues from those
+weights with the checkpoint's own tokenizer, in its form: causal LM for a decoder (SmolLM2,
+GPT-2), MLM (+ NSP with `nsp`) for an encoder (MiniLM gets a fresh MLM head), seq2seq for an
+encoder–decoder; `model` overrides may change only what keeps the weights' shapes (dropout).
 
 The run directory holds `pretrain.yaml` (this spec), `tokenizer/`, the trainer's files
 (run.yaml, metrics.csv, checkpoints/, plot.png) and, at the end, `model/` — a native folder with
@@ -43,7 +48,8 @@ TRAINED_KINDS = ("char", "bpe", "wordpiece")
 class PretrainSpec:
     """What to pretrain on what; every field is also a CLI option of `polyformer pretrain`."""
 
-    arch: str = "decoder"
+    arch: str | None = None  # default: decoder; with init, the checkpoint's form
+    init: str | None = None  # continue from these weights (catalog name, folder, GGUF) instead of random ones
     preset: str | None = None  # default: bert-tiny / gpt-tiny / transformer-small by arch
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
     data: list[str] = field(default_factory=lambda: ["shakespeare"])
@@ -59,7 +65,9 @@ class PretrainSpec:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
 
     def __post_init__(self) -> None:
-        if self.arch not in DEFAULT_PRESETS:
+        if self.arch is None and self.init is None:
+            self.arch = "decoder"
+        if self.arch is not None and self.arch not in DEFAULT_PRESETS:
             raise ConfigError(f"arch={self.arch!r} is not one of {', '.join(DEFAULT_PRESETS)}")
         if isinstance(self.data, str):
             self.data = [self.data]
@@ -80,7 +88,7 @@ class PretrainSpec:
 
     @property
     def tokenizer_kind(self) -> str:
-        return self.tokenizer or DEFAULT_TOKENIZERS[self.arch]
+        return self.tokenizer or self.init or DEFAULT_TOKENIZERS[self.arch]
 
     def train_config(self, out_dir: Path) -> TrainConfig:
         return TrainConfig.from_dict({**self.train, "out_dir": str(out_dir)}, source=SPEC_FILE)
@@ -206,6 +214,9 @@ def run(spec: PretrainSpec, out_dir: str | Path, resume: bool = False) -> list[d
     from polyformer.models import PolyformerModel
 
     out = Path(out_dir)
+    start = _init_model(spec) if spec.init else None
+    if start is not None:
+        spec = dataclasses.replace(spec, arch=start.config.arch)
     train_config = spec.train_config(out)
     info, _ = dist.init_distributed(train_config.device)
     failure: str | None = None
@@ -220,7 +231,7 @@ def run(spec: PretrainSpec, out_dir: str | Path, resume: bool = False) -> list[d
         raise ConfigError(failure)
     tokenizer = load_tokenizer(out / "tokenizer")
     source = build_source(spec, tokenizer, out / "shards", train_config.seed)
-    model = PolyformerModel(model_config(spec, tokenizer))
+    model = PolyformerModel(model_config(spec, tokenizer)) if start is None else continued_model(spec, start, tokenizer)
     data_settings = {key: value for key, value in spec.to_dict().items() if key != "train"}  # the trainer checks train
     trainer = Trainer(model, build_objective(spec), source, train_config, run_info={"pretrain": data_settings})
     history = trainer.train(resume=resume)
@@ -230,6 +241,34 @@ def run(spec: PretrainSpec, out_dir: str | Path, resume: bool = False) -> list[d
         save(trainer.model, out / "model")
         tokenizer.save(out / "model")
     return history
+
+
+def _init_model(spec: PretrainSpec):
+    from polyformer.io.loader import load
+
+    model = load(spec.init)  # type: ignore[arg-type]
+    if spec.arch is not None and spec.arch != model.config.arch:
+        raise ConfigError(f"arch={spec.arch!r} but {spec.init} holds a {model.config.arch} model; leave --arch out with --init")
+    return model
+
+
+def continued_model(spec: PretrainSpec, start, tokenizer: Tokenizer | CharTokenizer):
+    """The init weights with the objective's head (a fresh one when the checkpoint has another) and the overrides."""
+    from polyformer.models import with_fresh_head
+
+    config = start.config
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but {spec.init} embeds {config.vocab_size}; "
+                          "continue pretraining with the checkpoint's own tokenizer (leave --tokenizer out)")
+    if spec.block_size + 1 > config.max_positions and config.position == "learned":
+        raise ConfigError(f"block_size={spec.block_size} exceeds the {config.max_positions} positions of {spec.init}")
+    head = "lm" if spec.arch != "encoder" else ("pretraining" if spec.nsp else "mlm")
+    try:
+        wanted = config.replace(head=head, pooler=config.pooler or head == "pretraining", **spec.model)
+    except TypeError as err:
+        raise ConfigError(f"model: {err}") from None
+    model = start if wanted == config else with_fresh_head(start, wanted)
+    return model.train()
 
 
 def _prepare_run_dir(spec: PretrainSpec, out: Path, resume: bool) -> None:
