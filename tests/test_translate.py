@@ -222,3 +222,21 @@ def test_cli_finetune_evaluate_predict(pairs_file: Path, tmp_path: Path) -> None
 
     row = json.loads(result.stdout)
     assert row["id"] == "v1" and row["source"] == PAIRS[0][0] and isinstance(row["translation_text"], str)
+
+
+def test_copy_source_baseline(pairs_file: Path, tmp_path: Path) -> None:
+    sacrebleu = pytest.importorskip("sacrebleu")
+    result = run_cli("evaluate", "--task", "translate", "--baseline", "copy", "--data", pairs_file)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    scores = json.loads(result.stdout)
+    assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu([a for a, _ in PAIRS], [[b for _, b in PAIRS]]).score)
+    assert_one_line_error(run_cli("evaluate", "--task", "translate", "--data", pairs_file), "--model", "--baseline copy")
+
+
+@pytest.mark.parametrize("name", ["translate_bible_en_es", "translate_bible_es_en", "translate_bible_decoder_en_es",
+                                  "translate_smollm2_bible_en_es"])
+def test_example_configs_are_valid(name: str) -> None:
+    spec = recipe.read_spec(Path(__file__).parents[1] / "examples" / f"{name}.yaml", {"out": "unused"})
+    assert spec.task == "translate" and spec.data == "bible-en-es"

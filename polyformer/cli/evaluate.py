@@ -19,7 +19,7 @@ from polyformer.cli import task_options as shared
 
 def evaluate(
     task: str = typer.Option(..., "--task", help=shared.TASK_HELP),
-    model: str = shared.MODEL,
+    model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or run directory."),
     data: str = typer.Option(..., "--data", help="Built-in data (rotten_tomatoes, wnut16, shakespeare, shakespeare-qa) or a labelled file."),
     split: Optional[str] = typer.Option(None, "--split", help="train | dev | test | all (default: test for built-in data, all for a file)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and the plots / reports."),
@@ -45,15 +45,25 @@ def evaluate(
     num_beams: int = shared.NUM_BEAMS,
     length_penalty: float = shared.LENGTH_PENALTY,
     max_new_tokens: Optional[int] = shared.MAX_NEW_TOKENS,
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="translate: score a baseline instead of a model: copy (each source as its own translation)."),
 ) -> None:
     """Evaluate a model on a split of labelled data: accuracy / F1 / correlations / EM / BLEU and chrF."""
+    from polyformer.errors import ConfigError
     from polyformer.tasks import recipe
 
     cols = shared.columns(text_column, text_a_column, text_b_column, label_column, score_column, source_column, target_column)
     options = recipe.task_options(cols, max_length=max_length, batch_size=batch_size, device=device, stride=stride,
                                   direction=direction, num_beams=num_beams, length_penalty=length_penalty,
                                   max_new_tokens=max_new_tokens, instruction=None if prompt else instruction)
-    if prompt:
+    if baseline is not None:
+        if baseline != "copy" or recipe.get_task(task).name != "translate":
+            raise ConfigError(f"--baseline {baseline!r}: the one baseline is 'copy', with --task translate")
+        from polyformer.tasks.translate import copy_source
+
+        result = copy_source(data, split, options)
+    elif model is None:
+        raise ConfigError("evaluate needs --model (or, for --task translate, --baseline copy)")
+    elif prompt:
         from polyformer.tasks.prompting import evaluate_prompted
 
         result = evaluate_prompted(model, data, split, options, shots=shots, verbalizers=shared.verbalizers(verbalizer),
@@ -65,7 +75,7 @@ def evaluate(
     for name, signature in result.details.get("signatures", {}).items():
         typer.echo(f"{name.upper()} signature: {signature}", err=True)
     if out is not None:
-        write_report(result, out, f"{task} · {Path(model).name} · {data}")
+        write_report(result, out, f"{task} · {Path(model).name if model else baseline} · {data}")
 
 
 def _table(metrics: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ _SPEC_OPTIONS = (
     "task", "model", "data", "dev_data", "pooling", "max_length", "batch_size", "micro_batches", "epochs",
     "max_steps", "lr", "warmup_ratio", "weight_decay", "eval_every", "patience", "dev_limit", "seed",
     "device", "dtype", "regression", "stride", "progress", "preset", "tokenizer", "vocab_size", "schedule",
-    "warmup_steps", "label_smoothing", "direction", "pair_format", "instruction", "num_beams", "eval_beams",
+    "warmup_steps", "label_smoothing", "direction", "pair_format", "instruction", "eval_beams",
     "max_new_tokens",
 )
 
@@ -63,7 +63,6 @@ def finetune(
     direction: Optional[str] = typer.Option(None, "--direction", help="translate / lm: forward | reverse (bible-en-es: en-es | es-en)."),
     pair_format: Optional[str] = typer.Option(None, "--pair-format", help="translate / lm with a decoder: separator | chat (default: chat when the tokenizer has a template)."),
     instruction: Optional[str] = typer.Option(None, "--instruction", help="translate / lm, chat layout: the request, with {text} (and {source} / {target})."),
-    num_beams: Optional[int] = typer.Option(None, "--num-beams", help="translate: beam width saved for evaluate / predict (default 4)."),
     eval_beams: Optional[int] = typer.Option(None, "--eval-beams", help="translate: beam width of the dev BLEU during training (default 1, greedy)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="translate: tokens generated per dev input (default: --max-length)."),
     source_column: Optional[str] = shared.SOURCE_COLUMN,

@@ -112,7 +112,6 @@ class FinetuneSpec:
     direction: str = "forward"  # forward | reverse (bible-en-es: en-es | es-en)
     pair_format: str | None = None  # decoders: separator | chat (default: chat when the tokenizer has a template)
     instruction: str | None = None  # chat layout: the request around {text}
-    num_beams: int = 4  # evaluation and prediction decoding
     eval_beams: int = 1  # decoding of the dev evaluations during training (1: greedy, faster)
     max_new_tokens: int | None = None
 
@@ -136,7 +135,7 @@ class FinetuneSpec:
     def options(self) -> TaskOptions:
         return task_options(self.columns, max_length=self.max_length, batch_size=self.batch_size,
                             regression=self.regression, stride=self.stride, device=self.device,
-                            direction=self.direction, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                            direction=self.direction, max_new_tokens=self.max_new_tokens,
                             instruction=self.instruction)
 
     def to_dict(self) -> dict[str, Any]:

@@ -143,6 +143,15 @@ class TextToTextTask:
         return rows
 
 
+def copy_source(data: str, split: str | None = None, options: TaskOptions | None = None) -> Evaluation:
+    """The copy-the-source baseline: every source given back as its own translation (built-in data: its test books)."""
+    options = TRANSLATE.options_for(data, options or TaskOptions())
+    examples = TRANSLATE.load(data, split or ("test" if data == TRANSLATE.builtin else "all"), options)
+    metrics, signatures = translation_scores([e.source for e in examples], [e.target or "" for e in examples])
+    rows = [{"id": e.id, "source": e.source, "reference": e.target, TRANSLATE.output: e.source} for e in examples]
+    return Evaluation(metrics, {"signatures": signatures, "outputs": rows, "baseline": "copy"})
+
+
 TRANSLATE = TextToTextTask("translate", builtin="bible-en-es", metric="bleu", from_scratch=True,
                            output="translation_text", instruction=DEFAULT_INSTRUCTION)
 LM = TextToTextTask("lm", builtin=None, metric="loss", from_scratch=False, output="generated_text", instruction="{text}")
