@@ -8,7 +8,7 @@ tokenizer, labels in the config) and `dev_metrics.json`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -69,30 +69,34 @@ def finetune(
     target_column: Optional[str] = shared.TARGET_COLUMN,
 ) -> None:
     """Fine-tune a model for a task; early stopping on the dev metric keeps the best weights."""
+    from polyformer.tasks import recipe
+
+    result = recipe.finetune(_spec(dict(locals())))
+    summary = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items() if isinstance(value, float))
+    typer.echo(f"{result.model_dir}  (best dev: {summary})", err=True)
+
+
+def _spec(given: dict[str, Any]):
+    """The FinetuneSpec the options describe (over --config when given)."""
     from polyformer.cli.pretrain import parse_assignments
     from polyformer.errors import ConfigError
     from polyformer.tasks import recipe
 
-    given = dict(locals())
     fields = {name: given[name] for name in _SPEC_OPTIONS if given[name] is not None}
-    if out is not None:
-        fields["out"] = str(out)
-    cols = shared.columns(text_column, text_a_column, text_b_column, label_column, score_column, source_column, target_column)
+    if given["out"] is not None:
+        fields["out"] = str(given["out"])
+    cols = shared.columns(*(given[f"{name}_column"] for name in ("text", "text_a", "text_b", "label", "score", "source", "target")))
     if cols:
         fields["columns"] = cols
-    if set_:
-        fields["model_config"] = parse_assignments(set_)
-    if config is not None:
-        spec = recipe.read_spec(config, fields)
-    else:
-        needed = ("task", "data", "out") if "preset" in fields else ("task", "model", "data", "out")
-        missing = [f"--{name.replace('_', '-')}" for name in needed if name not in fields]
-        if missing:
-            raise ConfigError(f"finetune needs {', '.join(missing)} (or --config run.yaml)")
-        spec = recipe.FinetuneSpec.from_dict(fields, "command line")
-    result = recipe.finetune(spec)
-    summary = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items() if isinstance(value, float))
-    typer.echo(f"{result.model_dir}  (best dev: {summary})", err=True)
+    if given["set_"]:
+        fields["model_config"] = parse_assignments(given["set_"])
+    if given["config"] is not None:
+        return recipe.read_spec(given["config"], fields)
+    needed = ("task", "data", "out") if "preset" in fields else ("task", "model", "data", "out")
+    missing = [f"--{name.replace('_', '-')}" for name in needed if name not in fields]
+    if missing:
+        raise ConfigError(f"finetune needs {', '.join(missing)} (or --config run.yaml)")
+    return recipe.FinetuneSpec.from_dict(fields, "command line")
 
 
 def register(app: typer.Typer) -> None:
