@@ -1,7 +1,7 @@
 """Run the CPU benchmarks, print a markdown table and write `benchmarks/results/cpu.json`.
 
     python -m benchmarks.run                # everything, 2 threads
-    python -m benchmarks.run --only encode  # one benchmark: linear | encode | forward | decode | train | index
+    python -m benchmarks.run --only encode  # one benchmark: linear | encode | forward | decode | train | index | serve
     python -m benchmarks.run --quick        # fewer texts and repeats (a smoke run)
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_linear, cpu_train, gpu_encode, index_bench
+from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_linear, cpu_train, gpu_encode, index_bench, serve_bench
 from benchmarks.timing import markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "cpu.json"
@@ -113,7 +113,7 @@ def train_rows(records: list[dict]) -> list[list[object]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["linear", "encode", "forward", "decode", "train", "index"], help="run one benchmark")
+    parser.add_argument("--only", choices=["linear", "encode", "forward", "decode", "train", "index", "serve"], help="run one benchmark")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer texts and repeats")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = index_bench.IndexSettings(vectors=5000, queries=20) if args.quick else index_bench.IndexSettings()
         report["index"] = index_bench.run(settings)
         rows += index_rows(report["index"])
+    if args.only in (None, "serve"):
+        report["serve"] = serve_bench.run(serve_bench.settings_for(args.quick, args.threads))
+        rows += serve_bench.rows(report["serve"])
     print(markdown_table(HEADERS, rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -222,6 +222,9 @@ def test_cli_finetune_evaluate_predict(pairs_file: Path, tmp_path: Path) -> None
 
     row = json.loads(result.stdout)
     assert row["id"] == "v1" and row["source"] == PAIRS[0][0] and isinstance(row["translation_text"], str)
+    inferred = run_cli("predict", "--model", run, "--input", inputs, "--max-new-tokens", "4")  # the task from the model
+    assert inferred.returncode == 0, inferred.stderr
+    assert json.loads(inferred.stdout) == row
 
 
 def test_copy_source_baseline(pairs_file: Path, tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
 """`polyformer evaluate`: score a fine-tuned model (or a prompted decoder) on labelled data.
 
+Without `--task` the model's own task is evaluated (`polyformer.tasks.inference`: its head and
+the task it was fine-tuned for); `--prompt` means classify.
+
 Prints the metrics as one JSON object on stdout and a table on stderr (translate: with the
 sacreBLEU signatures); with `--out DIR` also writes metrics.json and, per task, confusion.png
 (classify, pair), entities.md (ner, the per-type report) or translations.jsonl (translate: each
@@ -18,8 +21,8 @@ from polyformer.cli import task_options as shared
 
 
 def evaluate(
-    task: str = typer.Option(..., "--task", help=shared.TASK_HELP),
-    model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or run directory."),
+    task: Optional[str] = typer.Option(None, "--task", help=shared.TASK_HELP),
+    model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file, run directory or hub id (org/name)."),
     data: str = typer.Option(..., "--data", help="Built-in data (rotten_tomatoes, wnut16, shakespeare, shakespeare-qa) or a labelled file."),
     split: Optional[str] = typer.Option(None, "--split", help="train | dev | test | all (default: test for built-in data, all for a file)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and the plots / reports."),
@@ -56,7 +59,7 @@ def evaluate(
                                   direction=direction, num_beams=num_beams, length_penalty=length_penalty,
                                   max_new_tokens=max_new_tokens, instruction=None if prompt else instruction)
     if baseline is not None:
-        if baseline != "copy" or recipe.get_task(task).name != "translate":
+        if baseline != "copy" or task is None or recipe.get_task(task).name != "translate":
             raise ConfigError(f"--baseline {baseline!r}: the one baseline is 'copy', with --task translate")
         from polyformer.tasks.translate import copy_source
 
@@ -66,8 +69,10 @@ def evaluate(
     elif prompt:
         from polyformer.tasks.prompting import evaluate_prompted
 
+        shared.prompted_task(task)
         result = evaluate_prompted(model, data, split, options, shots=shots, verbalizers=shared.verbalizers(verbalizer),
                                    template=template, instruction=instruction, seed=seed, calibrate=calibrate)
+        result.task = "classify"
     else:
         result = recipe.evaluate(task, model, data, split, options)
     shared.echo_json(result.metrics)
@@ -75,7 +80,7 @@ def evaluate(
     for name, signature in result.details.get("signatures", {}).items():
         typer.echo(f"{name.upper()} signature: {signature}", err=True)
     if out is not None:
-        write_report(result, out, f"{task} · {Path(model).name if model else baseline} · {data}")
+        write_report(result, out, f"{result.task} · {Path(model).name if model else baseline} · {data}")
 
 
 def _table(metrics: dict[str, Any]) -> None:

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import typer
 
-TASK_HELP = "classify | ner | pair | qa | translate (alias seq2seq) | lm"
-MODEL = typer.Option(..., "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or run directory.")
+TASK_HELP = "classify | ner | pair | qa | translate (alias seq2seq) | lm (default: the task the model was fine-tuned for)"
+MODEL = typer.Option(..., "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file, run directory or hub id (org/name).")
 MAX_LENGTH = typer.Option(None, "--max-length", help="Tokens per input, specials included (default: the model's fine-tuning setting, else 128; QA 384).")
 BATCH_SIZE = typer.Option(32, "--batch-size", help="Inference batch size.")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
@@ -37,6 +37,15 @@ DIRECTION = typer.Option("forward", "--direction", help="translate / lm: forward
 NUM_BEAMS = typer.Option(4, "--num-beams", help="translate / lm: beam search width (1 = greedy).")
 LENGTH_PENALTY = typer.Option(1.0, "--length-penalty", help="translate / lm: beam scores are log-probability / length ** this.")
 MAX_NEW_TOKENS = typer.Option(None, "--max-new-tokens", help="translate / lm: tokens generated per input (default: --max-length).")
+
+
+def prompted_task(task: Optional[str]) -> None:
+    """--prompt classifies: any other --task with it is a mistake."""
+    from polyformer.errors import ConfigError
+
+    if task not in (None, "classify"):
+        raise ConfigError(f"--prompt classifies with a decoder's LM head; it does not do --task {task} "
+                          "(drop --prompt, or use --task classify)")
 
 
 def columns(text: Optional[str], text_a: Optional[str], text_b: Optional[str], label: Optional[str],

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from polyformer.data.collators import pad_rows
-from polyformer.generation.engine import left_pad
+from polyformer.generation.text import pad_batch
 from polyformer.models import PolyformerModel
 from polyformer.tasks.formats import PairLayout
 
@@ -63,12 +62,9 @@ def decode(model: PolyformerModel, layout: PairLayout, sources: Sequence[str], s
 def _generate(model: PolyformerModel, layout: PairLayout, prompts: list[list[int]], settings: DecodeSettings) -> list[list[int]]:
     """New token ids (EOS excluded) for one batch of prompts."""
     pad = model.config.pad_token_id if model.config.pad_token_id is not None else layout.eos
-    if model.config.arch == "encoder-decoder":
-        ids, mask = (torch.from_numpy(a).to(model.device) for a in pad_rows(prompts, pad))
-        limit = min(settings.max_new_tokens, model.config.max_positions - 1)
-    else:
-        ids, mask = left_pad(prompts, pad, model.device)
-        limit = min(settings.max_new_tokens, model.config.max_positions - ids.shape[1])
+    encoder_decoder = model.config.arch == "encoder-decoder"
+    ids, mask = pad_batch(prompts, pad, "right" if encoder_decoder else "left", model.device)
+    limit = min(settings.max_new_tokens, model.config.max_positions - (1 if encoder_decoder else ids.shape[1]))
     out = model.generate(ids, mask, num_beams=settings.num_beams, length_penalty=settings.length_penalty,
                          max_new_tokens=max(1, limit), eos_token_id=layout.eos_ids)
     ends = set(layout.eos_ids)

@@ -149,7 +149,7 @@ def copy_source(data: str, split: str | None = None, options: TaskOptions | None
     examples = TRANSLATE.load(data, split or ("test" if data == TRANSLATE.builtin else "all"), options)
     metrics, signatures = translation_scores([e.source for e in examples], [e.target or "" for e in examples])
     rows = [{"id": e.id, "source": e.source, "reference": e.target, TRANSLATE.output: e.source} for e in examples]
-    return Evaluation(metrics, {"signatures": signatures, "outputs": rows, "baseline": "copy"})
+    return Evaluation(metrics, {"signatures": signatures, "outputs": rows, "baseline": "copy"}, task=TRANSLATE.name)
 
 
 TRANSLATE = TextToTextTask("translate", builtin="bible-en-es", metric="bleu", from_scratch=True,
