@@ -243,3 +243,18 @@ def test_copy_source_baseline(pairs_file: Path, tmp_path: Path) -> None:
 def test_example_configs_are_valid(name: str) -> None:
     spec = recipe.read_spec(Path(__file__).parents[1] / "examples" / f"{name}.yaml", {"out": "unused"})
     assert spec.task == "translate" and spec.data == "bible-en-es"
+
+
+def test_a_csv_with_named_columns(tmp_path: Path) -> None:
+    import csv
+
+    path = tmp_path / "pairs.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "document", "summary"])
+        writer.writerows([(f"d{i}", a, b) for i, (a, b) in enumerate(PAIRS)])
+    options = task_options({"text_a": "document", "text_b": "summary"})
+    pairs = recipe.get_task("translate").load(str(path), "all", options)
+    assert [(p.source, p.target, p.id) for p in pairs[:2]] == [(*PAIRS[0], "d0"), (*PAIRS[1], "d1")]
+    assert pairs[1].where == f"{path}:3"
+    assert len(recipe.get_task("translate").load(str(path), "train", options)) == 16  # 80 / 10 / 10 of 20
