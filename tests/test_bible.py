@@ -120,3 +120,20 @@ def test_real_set(catalog_path) -> None:
     assert john["text_a"] == ("For God so loved the world, that he gave his only born Son, that whoever believes in "
                               "him should not perish, but have eternal life.")  # the footnote on "only born" is gone
     assert john["text_b"].startswith("Porque de tal manera amó Dios al mundo")
+
+
+def test_missing_pysword_is_one_line(libraries: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from polyformer.errors import CatalogError
+
+    real_import = builtins.__import__
+
+    def no_pysword(name, *args, **kwargs):
+        if name.startswith("pysword"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pysword)
+    with pytest.raises(CatalogError, match="bible-en-es needs the pysword package to read SWORD modules: pip install pysword"):
+        bible.read_module(libraries[bible.ENGLISH[0]], bible.ENGLISH[1])
