@@ -49,8 +49,8 @@ def tiny_model(tokenizer, arch: str, seed: int = 0, **overrides) -> pf.Polyforme
 def spec_for(pairs_file: Path, out: Path, arch: str = "encoder-decoder", **settings) -> FinetuneSpec:
     model_config = {**TINY, **({"arch": "decoder"} if arch == "decoder" else {})}
     fields = dict(task="translate", preset="transformer-small", model_config=model_config, data=str(pairs_file),
-                  dev_data=str(pairs_file), out=str(out), vocab_size=300, max_steps=300, batch_size=20, lr=1e-2,
-                  warmup_steps=20, eval_every=300, label_smoothing=0.0, progress=False, patience=None,
+                  dev_data=str(pairs_file), out=str(out), vocab_size=300, max_steps=150, batch_size=20, lr=1e-2,
+                  warmup_steps=20, eval_every=150, label_smoothing=0.0, progress=False, patience=None,
                   max_new_tokens=16, max_length=48)
     return FinetuneSpec(**{**fields, **settings})
 
