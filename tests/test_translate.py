@@ -258,3 +258,14 @@ def test_a_csv_with_named_columns(tmp_path: Path) -> None:
     assert [(p.source, p.target, p.id) for p in pairs[:2]] == [(*PAIRS[0], "d0"), (*PAIRS[1], "d1")]
     assert pairs[1].where == f"{path}:3"
     assert len(recipe.get_task("translate").load(str(path), "train", options)) == 16  # 80 / 10 / 10 of 20
+
+
+def test_a_bad_instruction_is_one_line(tokenizer) -> None:
+    from polyformer.tokenizers import Tokenizer
+
+    chat = Tokenizer(tokenizer.backend, tokenizer.special, chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    model = tiny_model(chat, "decoder")
+    with pytest.raises(ConfigError, match="has no {text}"):
+        PairLayout(chat, model.config, "chat", 64, "Translate this")
+    with pytest.raises(ConfigError, match="does not format"):
+        PairLayout(chat, model.config, "chat", 64, "Translate {text} to {language}")

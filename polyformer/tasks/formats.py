@@ -55,13 +55,25 @@ def layout_kind(config: ModelConfig, tokenizer: Tokenizer, requested: str | None
     return kind
 
 
+def _checked_instruction(instruction: str) -> str:
+    """A chat request template: it must hold {text} and name no other field than {source} and {target}."""
+    try:
+        instruction.format(text="", source="", target="")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(f"instruction {instruction!r} does not format ({err!r}); it may use {{text}}, {{source}} and "
+                          "{target}, and other braces doubled ({{ }})") from None
+    if "{text}" not in instruction:
+        raise ConfigError(f"instruction {instruction!r} has no {{text}}: the source would not be in the request")
+    return instruction
+
+
 class PairLayout:
     """Encode sources (for generation) and pairs (for training) in one layout."""
 
     def __init__(self, tokenizer: Tokenizer, config: ModelConfig, kind: str, max_length: int,
                  instruction: str = DEFAULT_INSTRUCTION, languages: tuple[str | None, str | None] = (None, None)) -> None:
         self.tokenizer, self.kind, self.max_length = tokenizer, kind, max_length
-        self.instruction = instruction
+        self.instruction = _checked_instruction(instruction) if kind == "chat" else instruction
         self.languages = languages
         self.clipper = TaskTokenizer(tokenizer, max(4, max_length))
         ends = [tokenizer.eos_token_id, config.eos_token_id]
