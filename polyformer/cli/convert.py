@@ -19,7 +19,7 @@ def convert(
 
     if to not in FORMATS:
         raise PolyformerError(f"--to {to!r} is not a format; choose one of {', '.join(FORMATS)}")
-    model = pf.load(src, allow_pickle=allow_pickle)
+    model = pf.load(src, allow_pickle=allow_pickle, dtype="float32")  # a GGUF file dequantized: formats hold float weights
     out = pf.save(model, dst, format=to)
     typer.echo(str(out))
 

@@ -107,7 +107,7 @@ class SentenceEncoder:
                 do_lower_case=folder.do_lower_case,
             )
         else:
-            model = load_model(path)
+            model = load_model(path, dtype="float32")  # a GGUF file dequantized: encoders can be trained
             default = "last" if model.config.arch == "decoder" else "mean"
             encoder = cls(model, load_tokenizer(path), pooling=pooling or default, max_seq_length=max_seq_length)
         return encoder.to(device, dtype)

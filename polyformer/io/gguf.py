@@ -220,17 +220,29 @@ FAMILY = Family(
 )
 
 
-def load_gguf(path: str | Path) -> PolyformerModel:
-    """A float32 PolyformerModel (decoder + LM head) in eval mode from a llama-architecture GGUF file."""
+def load_gguf(path: str | Path, dtype: str | None = None) -> PolyformerModel:
+    """A PolyformerModel (decoder + LM head) in eval mode from a llama-architecture GGUF file.
+
+    dtype None (or "native") keeps Q4_0 / Q4_1 / Q8_0 weights quantized in memory and multiplies
+    them with packed 4-bit CPU kernels (see `polyformer.io.gguf_blocks`); "float32" dequantizes
+    every tensor; "bfloat16" / "int8" dequantize, then convert as `polyformer.precision` does.
+    """
     path = Path(path)
     reader = open_gguf(path)
     meta = _metadata(reader)
     config = config_from_gguf(meta, {tensor.name for tensor in reader.tensors}, path)
+    if dtype in (None, "native"):
+        from polyformer.io.gguf_blocks import load_gguf_quantized
+
+        return load_gguf_quantized(reader, config, path)
+    from polyformer.precision import apply_precision, parse_precision
+
+    precision = parse_precision(dtype)
     tensors = _read_tensors(reader, path, config.dim_head)
     state = import_state(FAMILY, config, tensors, str(path))
     model = PolyformerModel(config)
     load_into(model, state, set(), str(path))
-    return model.eval()
+    return apply_precision(model.eval(), precision)
 
 
 __all__ = ["FAMILY", "config_from_gguf", "gguf_metadata", "load_gguf", "open_gguf", "unpermute_rotary"]

@@ -39,7 +39,7 @@ def model_location(spec: str | Path) -> Path:
 def load_pretrained(spec: str | Path) -> tuple[PolyformerModel, Tokenizer, Path]:
     """(model, tokenizer, where it was found) for a model spec."""
     location = model_location(spec)
-    model = load(location)
+    model = load(location, dtype="float32")  # a GGUF file dequantized: task models train and swap heads
     return model, load_tokenizer(location), location
 
 
