@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_linear, cpu_train, gpu_encode, index_bench
-from benchmarks.timing import markdown_table
+from polyformer.bench.timing import markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "cpu.json"
 HEADERS = ["work", "polyformer (median)", "reference (median)", "ratio median (best run)", "agreement"]

@@ -12,7 +12,7 @@ import transformers
 from polyformer.io.gguf import load_gguf
 from polyformer.io.gguf_blocks import decode_blocks
 from polyformer.quantized import Blocks, Int4Linear, QuantizedEmbedding, quantized_layers
-from tests.test_gguf import TINY, write_tiny_gguf
+from test_gguf import TINY, write_tiny_gguf
 
 KINDS = {"q4_0": gguf.GGMLQuantizationType.Q4_0, "q4_1": gguf.GGMLQuantizationType.Q4_1,
          "q8_0": gguf.GGMLQuantizationType.Q8_0}

@@ -1,4 +1,4 @@
-"""Timing and reporting helpers shared by the benchmarks.
+"""Timing and reporting helpers shared by `benchmarks/` and `polyformer bench`.
 
 Every measurement follows the same protocol: warm up (so one-time costs such as allocator growth
 and kernel selection for each shape are paid before the clock starts), then time several repeats
@@ -46,6 +46,16 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, in MiB (Linux; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except OSError:
+        return peak_rss_mb()
+    return pages * resource.getpagesize() / (1024 * 1024)
 
 
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
