@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from benchmarks.nanogpt_ref import NanoConfig, NanoGPT, train_step
+from benchmarks.nanogpt_ref import NanoConfig, NanoGPT, optimizer, train_step
 from polyformer.bench.timing import log, time_alternating
 
 
@@ -41,25 +40,16 @@ def polyformer_model(config: NanoConfig):
     return PolyformerModel(preset(
         "gpt-tiny", vocab_size=config.vocab_size, max_positions=config.block_size, hidden_size=config.n_embd,
         num_layers=config.n_layer, num_heads=config.n_head, dropout=0.0, attention_dropout=0.0,
-        attention_bias=False, mlp_bias=False,
+        attention_bias=False, mlp_bias=False, norm_bias=False,
     )).train()
 
 
-def polyformer_step(model, ids: torch.Tensor, targets: torch.Tensor, grad_clip: float = 1.0):
-    """The Trainer's step on one batch: forward, loss, backward, clip, AdamW (build_optimizer), zero_grad."""
+def polyformer_step(model, ids: torch.Tensor, targets: torch.Tensor):
+    """The Trainer's step on one batch, with its optimizer builder (decay / no-decay groups)."""
     from polyformer.training.optim import build_optimizer
 
     opt = build_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))
-
-    def step() -> float:
-        loss = F.cross_entropy(model(ids).logits.flatten(0, 1), targets.flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss)
-
-    return step
+    return train_step(model, lambda batch: model(batch).logits, opt, ids, targets)
 
 
 def run_shape(shape: NanoShape, repeats: int) -> dict:
@@ -71,7 +61,7 @@ def run_shape(shape: NanoShape, repeats: int) -> dict:
     ids, targets = data[:, :-1].contiguous(), data[:, 1:].contiguous()
     log(f"train vs nanoGPT reference: {shape.name}, B{shape.batch} x T{shape.config.block_size}, {repeats} repeats")
     timings = time_alternating({"polyformer": polyformer_step(ours, ids, targets),
-                                "nanoGPT reference": train_step(reference, ids, targets)}, repeats=repeats, warmup=3)
+                                "nanoGPT reference": train_step(reference, reference, optimizer(reference), ids, targets)}, repeats=repeats, warmup=3)
     tokens = shape.batch * shape.config.block_size
     rates = {name: tokens / timing.median_s for name, timing in timings.items()}
     return {

@@ -88,16 +88,19 @@ def optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.1) -> 
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
 
 
-def train_step(model: NanoGPT, ids: torch.Tensor, targets: torch.Tensor, grad_clip: float = 1.0):
-    """One step as a closure: forward, cross-entropy, backward, clip, AdamW, zero_grad (train.py's loop body)."""
-    opt = optimizer(model)
+def train_step(model: nn.Module, logits_of, opt: torch.optim.Optimizer, ids: torch.Tensor, targets: torch.Tensor,
+               grad_clip: float = 1.0):
+    """One step as a closure (train.py's loop body): forward, cross-entropy, backward, clip, AdamW, zero_grad.
 
-    def step() -> float:
-        loss = F.cross_entropy(model(ids).flatten(0, 1), targets.flatten())
+    `logits_of(ids)` is the model's (B, T, V) logits; `opt` holds its parameters.
+    """
+
+    def step() -> None:
+        loss = F.cross_entropy(logits_of(ids).flatten(0, 1), targets.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return None  # train.py reads the loss only on logging steps
 
     return step

@@ -26,4 +26,4 @@ def make_norm(config: ModelConfig) -> nn.Module:
     """The norm layer the config asks for, over the hidden size."""
     if config.norm == "rmsnorm":
         return RMSNorm(config.hidden_size, config.norm_eps)
-    return nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
