@@ -31,7 +31,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from polyformer.core.linear import linear
+from polyformer.core.linear import linear, pack_weight, packed_linear
 from polyformer.errors import ConfigError
 
 PRECISIONS = ("float32", "bfloat16", "int8")
@@ -48,17 +48,35 @@ def parse_precision(name: str) -> str:
 
 
 class BF16Linear(nn.Module):
-    """y = x W^T + b with W (and b) stored in bfloat16; x and y keep their own dtype."""
+    """y = x W^T + b with W (and b) stored in bfloat16; x and y keep their own dtype.
+
+    On CPU with oneDNN the weight is held only in oneDNN's packed layout (`pack_weight`), so no
+    product reorders it again; `weight` and the state dict give it back as a plain tensor.
+    """
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        weight = linear.weight.detach().to(torch.bfloat16)
+        self.packed = pack_weight(weight)
+        self.plain = None if self.packed is not None else weight
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The plain (out, in) bfloat16 weight."""
+        return self.plain if self.packed is None else self.packed.to_dense()
+
+    def _save_to_state_dict(self, destination, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (N, in)
-        out = linear(rows, self.weight, self.bias)
+        if self.packed is not None and rows.device.type == "cpu":
+            out = packed_linear(rows, self.packed, self.bias)
+        else:
+            out = linear(rows, self.weight.to(rows.device), self.bias)
         return out.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

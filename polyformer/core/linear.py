@@ -140,6 +140,23 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def pack_weight(weight: torch.Tensor) -> torch.Tensor | None:
+    """The weight (out, in) in oneDNN's own blocked layout, for inference on CPU; None where oneDNN does not run.
+
+    A plain float32 / bfloat16 weight is reordered into that layout inside every oneDNN call
+    whenever its kernel wants another one (bfloat16 on AVX512-BF16 CPUs always does); a packed
+    weight is reordered once. `packed.to_dense()` gives the weight back exactly.
+    """
+    if not (_use_onednn and weight.device.type == "cpu" and weight.dtype in _FAST_DTYPES):
+        return None
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous())
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T + b with W from `pack_weight` (inference on CPU; x in W's dtype)."""
+    return _onednn(x, packed, bias)
+
+
 def training_kernel(weight: torch.Tensor) -> str:
     """The CPU kernel of a product that records gradients: "onednn" for wide layers, else "blas"."""
     return "onednn" if min(weight.shape) >= TRAINING_ONEDNN_MIN_FEATURES else "blas"
