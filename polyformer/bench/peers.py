@@ -32,9 +32,22 @@ def available() -> dict[str, bool]:
 
 
 # ---- llama.cpp ---------------------------------------------------------------------------------
+_QUIET: list = []  # the log callback, kept alive as long as llama.cpp may call it
+
+
+def _quiet_llama_cpp():
+    """llama.cpp's module with its log lines (every tensor and buffer it loads) switched off."""
+    import llama_cpp
+
+    if not _QUIET:
+        _QUIET.append(llama_cpp.llama_log_callback(lambda level, text, data: None))
+        llama_cpp.llama_log_set(_QUIET[0], ctypes.c_void_p(0))
+    return llama_cpp
+
+
 def requantize(source: Path, target: Path, precision: str, threads: int = 2) -> Path:
     """Write `source` at another precision (F32, F16, Q8_0, Q4_1, Q4_0) with llama.cpp's quantizer."""
-    import llama_cpp
+    llama_cpp = _quiet_llama_cpp()
 
     if target.exists():
         return target
@@ -52,7 +65,7 @@ class LlamaCppDecoder:
     """Greedy decoding of a batch of prompts with llama.cpp: (B, T) ids, n → (B, n) new ids."""
 
     def __init__(self, path: Path, threads: int, max_batch: int, max_length: int) -> None:
-        import llama_cpp
+        llama_cpp = _quiet_llama_cpp()
 
         self.lib = llama_cpp
         llama_cpp.llama_backend_init()
@@ -107,6 +120,17 @@ class LlamaCppDecoder:
 
 
 # ---- ONNX Runtime ------------------------------------------------------------------------------
+class _HiddenStates(torch.nn.Module):
+    """A transformers encoder called by keyword, returning its last hidden states (what ONNX exports)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+
 def export_onnx(hf_folder: Path, target: Path, int8: bool = False) -> Path:
     """The transformers encoder of `hf_folder` as ONNX (dynamic batch and length); int8: quantize_dynamic."""
     if target.exists():
@@ -115,7 +139,7 @@ def export_onnx(hf_folder: Path, target: Path, int8: bool = False) -> Path:
     if not fp32.exists():
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(hf_folder).eval()
+        model = _HiddenStates(AutoModel.from_pretrained(hf_folder).eval())
         ids = torch.ones(2, 16, dtype=torch.long)
         axes = {0: "batch", 1: "length"}
         torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(fp32),

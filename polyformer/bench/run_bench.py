@@ -15,7 +15,7 @@ import torch
 
 from polyformer.bench import peers
 from polyformer.bench.decode import agreement, measure_decode, polyformer_decoder
-from polyformer.bench.timing import log, peak_rss_mb, rss_mb, time_alternating
+from polyformer.bench.timing import log, memory_added, peak_rss_mb, time_alternating
 from polyformer.errors import ConfigError
 
 DECODE_HEADERS = ["contender", "decode tok/s (best run)", "ms/step", "TTFT ms", "memory added MiB", "greedy = first row"]
@@ -37,13 +37,6 @@ class BenchRequest:
     seed: int = 0
 
 
-def _loaded(build):
-    """(what `build` returns, the resident MiB it added), after `build` ran its warm-up."""
-    before = rss_mb()
-    value = build()
-    return value, rss_mb() - before
-
-
 def _load_decoder(path: Path, dtype: str):
     import polyformer as pf
 
@@ -61,11 +54,11 @@ def _decode(request: BenchRequest, path: Path) -> dict:
         vocab = model.config.vocab_size
         prompts = torch.randint(min(100, vocab // 2), vocab, (batch, request.prompt_tokens),
                                 generator=torch.Generator().manual_seed(request.seed))
-        decoders[f"polyformer {dtype}"], memory[f"polyformer {dtype}"] = _loaded(
+        decoders[f"polyformer {dtype}"], memory[f"polyformer {dtype}"] = memory_added(
             lambda m=model: _warm(polyformer_decoder(m), prompts))
     if request.peers and path.suffix == ".gguf" and peers.available()["llama.cpp"]:
         length = request.prompt_tokens + request.new_tokens + 8
-        decoders["llama.cpp (same file)"], memory["llama.cpp (same file)"] = _loaded(
+        decoders["llama.cpp (same file)"], memory["llama.cpp (same file)"] = memory_added(
             lambda: _warm(peers.LlamaCppDecoder(path, torch.get_num_threads(), batch, length), prompts))
     log(f"bench: decode, batch {batch}, {request.prompt_tokens}-token prompts, {request.new_tokens} new tokens, "
         f"{request.repeats} repeats of {len(decoders)} contenders")
@@ -111,7 +104,7 @@ def _encoders(request: BenchRequest, path: Path, texts: list[str]) -> tuple[dict
             encoder = SentenceEncoder.load(path, dtype=dtype)
             encoder.encode(texts[:batch], batch_size=batch, show_progress=False)
             return lambda: encoder.encode(texts, batch_size=batch, show_progress=False)
-        encoders[f"polyformer {dtype}"], memory[f"polyformer {dtype}"] = _loaded(build)
+        encoders[f"polyformer {dtype}"], memory[f"polyformer {dtype}"] = memory_added(build)
     if request.peers and path.is_dir() and peers.available()["onnxruntime"]:
         import tempfile
 
@@ -123,7 +116,7 @@ def _encoders(request: BenchRequest, path: Path, texts: list[str]) -> tuple[dict
                 encoder = peers.OnnxEncoder(onnx, folder, torch.get_num_threads())
                 encoder.encode(texts[:batch], batch)
                 return lambda: encoder.encode(texts, batch)
-            encoders[name], memory[name] = _loaded(build)
+            encoders[name], memory[name] = memory_added(build)
     return encoders, memory
 
 

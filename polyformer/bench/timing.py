@@ -58,6 +58,13 @@ def rss_mb() -> float:
     return pages * resource.getpagesize() / (1024 * 1024)
 
 
+def memory_added(build: Callable[[], object]) -> tuple[object, float]:
+    """(what `build` returns, the resident MiB it added): load and warm one contender inside `build`."""
+    before = rss_mb()
+    value = build()
+    return value, rss_mb() - before
+
+
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     """A GitHub-flavoured markdown table; floats printed with sensible precision."""
 
