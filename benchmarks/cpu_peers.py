@@ -6,8 +6,8 @@ same file at float32 (dequantized), bfloat16, int8 (`polyformer.precision`) and 
 Q4_1 / Q8_0 blocks kept quantized, `polyformer.io.gguf_blocks`). Precisions are paired
 F32 ~ float32, F16 ~ bfloat16, Q8_0 ~ int8, Q4_1 ~ native. Batch 1 and batch 8 (llama.cpp decodes
 the batch as parallel sequences of one context), Shakespeare prompts, greedy, every contender
-timed in alternation (`polyformer.bench.decode`). Reported: decode tok/s, TTFT, the resident
-memory each contender added when it was loaded and warmed, greedy agreement (with polyformer
+timed in alternation (`polyformer.bench.decode`). Reported: decode tok/s, TTFT, the peak RSS of
+a process running that contender alone (`polyformer.bench.rss`), greedy agreement (with polyformer
 float32 and with llama.cpp F32), perplexity of polyformer's precisions on held-out Shakespeare,
 and, where native and float32 first disagree, the float32 logit gap between the two tokens.
 
@@ -28,7 +28,8 @@ import torch
 
 from polyformer.bench import peers
 from polyformer.bench.decode import agreement, measure_decode, polyformer_decoder
-from polyformer.bench.timing import log, memory_added, peak_rss_mb, time_alternating
+from polyformer.bench import rss
+from polyformer.bench.timing import log, peak_rss_mb, time_alternating
 
 MODEL = "SmolLM2-135M-Instruct"
 PAIRS = {"float32": "F32", "bfloat16": "F16", "int8": "Q8_0", "native": "Q4_1"}
@@ -65,19 +66,25 @@ def _logit_gap(model, prompt: torch.Tensor, ours: torch.Tensor, theirs: torch.Te
     return {"position": position, "logit_gap": float(logits[theirs[position]] - logits[ours[position]])}
 
 
-def _decoders(path: Path, files: dict[str, Path], batch: int, length: int) -> tuple[dict, dict, dict]:
+def _decoders(path: Path, files: dict[str, Path], batch: int, length: int) -> tuple[dict, dict]:
     import polyformer as pf
 
-    decoders, memory, models = {}, {}, {}
+    decoders, models = {}, {}
     for precision, peer in PAIRS.items():
-        name = f"polyformer {precision}"
-        def build(precision=precision):
-            models[precision] = pf.load(path, dtype=None if precision == "native" else precision)
-            return _warm(polyformer_decoder(models[precision]))
-        decoders[name], memory[name] = memory_added(build)
-        decoders[f"llama.cpp {peer}"], memory[f"llama.cpp {peer}"] = memory_added(
-            lambda peer=peer: _warm(peers.LlamaCppDecoder(files[peer], torch.get_num_threads(), batch, length)))
-    return decoders, memory, models
+        models[precision] = pf.load(path, dtype=None if precision == "native" else precision)
+        decoders[f"polyformer {precision}"] = _warm(polyformer_decoder(models[precision]))
+        decoders[f"llama.cpp {peer}"] = _warm(peers.LlamaCppDecoder(files[peer], torch.get_num_threads(), batch, length))
+    return decoders, models
+
+
+def decode_memory(path: Path, files: dict[str, Path]) -> dict[str, float]:
+    """Peak RSS (MiB) of a process that loads one contender and decodes 8 tokens, and of one that loads nothing."""
+    threads = torch.get_num_threads()
+    memory = {"baseline (python, torch, polyformer)": rss.peak_rss_mb("baseline")}
+    for precision, peer in PAIRS.items():
+        memory[f"polyformer {precision}"] = rss.peak_rss_mb("decode", str(path), precision, threads)
+        memory[f"llama.cpp {peer}"] = rss.peak_rss_mb("llama.cpp", str(files[peer]), "", threads)
+    return memory
 
 
 def _warm(decoder):
@@ -89,12 +96,12 @@ def decode_batch(path: Path, files: dict[str, Path], batch: int, settings: PeerS
     from benchmarks.cpu_decode import shakespeare_prompts
 
     prompts = shakespeare_prompts(tokenizer, batch, settings.prompt_tokens)
-    decoders, memory, models = _decoders(path, files, batch, settings.prompt_tokens + settings.new_tokens + 8)
+    decoders, models = _decoders(path, files, batch, settings.prompt_tokens + settings.new_tokens + 8)
     log(f"peers decode: batch {batch}, {len(decoders)} contenders, {settings.repeats} repeats")
     results = measure_decode(decoders, prompts, settings.new_tokens, settings.repeats)
     fp32, llama_f32 = results["polyformer float32"].tokens, results["llama.cpp F32"].tokens
     rows = {name: {"tokens_per_s": r.tokens_per_s, "tokens_per_s_best": r.tokens_per_s_best, "ttft_ms": r.ttft_ms,
-                   "ms_per_step": r.ms_per_step, "memory_added_mb": memory[name],
+                   "ms_per_step": r.ms_per_step,
                    "agreement_with_polyformer_fp32": agreement(r.tokens, fp32),
                    "agreement_with_llama_cpp_f32": agreement(r.tokens, llama_f32)} for name, r in results.items()}
     ratios = {precision: {"polyformer / llama.cpp": results[f"polyformer {precision}"].tokens_per_s / results[f"llama.cpp {peer}"].tokens_per_s,
@@ -124,6 +131,7 @@ def run_decode(settings: PeerSettings) -> dict:
         "work": f"{MODEL} greedy decode, {settings.prompt_tokens}-token prompts, {settings.new_tokens} new tokens",
         "files_mb": {name: file.stat().st_size / 2**20 for name, file in files.items()},
         "batches": [decode_batch(path, files, batch, settings, tokenizer) for batch in settings.batches],
+        "peak_rss_mb_alone": decode_memory(path, files),
         "perplexity": quality,
         "perplexity_text": f"1024 tokens of {HELD_OUT_WORK}",
         "peak_rss_mb": peak_rss_mb(),
@@ -140,21 +148,18 @@ def run_encode(settings: PeerSettings) -> dict:
     folder = catalog.fetch("all-MiniLM-L6-v2")
     texts = [row["text"] for row in read_rotten_tomatoes()[: settings.encode_texts]]
     WORK.mkdir(parents=True, exist_ok=True)
-    encoders, memory = {}, {}
+    threads = torch.get_num_threads()
+    encoders, memory = {}, {"baseline (python, torch, polyformer)": rss.peak_rss_mb("baseline")}
     for dtype in ("float32", "bfloat16", "int8"):
-        def build(dtype=dtype):
-            encoder = pf.SentenceEncoder.load(folder, dtype=dtype)
-            encoder.encode(texts[:64], show_progress=False)
-            return lambda t: encoder.encode(t, batch_size=32, show_progress=False)
-        encoders[f"polyformer {dtype}"], memory[f"polyformer {dtype}"] = memory_added(build)
+        encoder = pf.SentenceEncoder.load(folder, dtype=dtype)
+        encoders[f"polyformer {dtype}"] = lambda t, e=encoder: e.encode(t, batch_size=32, show_progress=False)
+        memory[f"polyformer {dtype}"] = rss.peak_rss_mb("encode", str(folder), dtype, threads)
     for int8 in (False, True):
         name = f"onnxruntime {'int8' if int8 else 'fp32'}"
         onnx = peers.export_onnx(folder, WORK / f"minilm{'-int8' if int8 else ''}.onnx", int8=int8)
-        def build(onnx=onnx):
-            encoder = peers.OnnxEncoder(onnx, folder, torch.get_num_threads())
-            encoder.encode(texts[:64])
-            return lambda t: encoder.encode(t, batch_size=32)
-        encoders[name], memory[name] = memory_added(build)
+        encoder = peers.OnnxEncoder(onnx, folder, threads)
+        encoders[name] = lambda t, e=encoder: e.encode(t, batch_size=32)
+        memory[name] = rss.peak_rss_mb("onnxruntime", f"{onnx}::{folder}", "", threads)
     vectors: dict[str, np.ndarray] = {}
     log(f"peers encode: {len(texts)} texts, {len(encoders)} contenders, {settings.encode_repeats} repeats")
     timings = time_alternating({name: (lambda name=name: vectors.__setitem__(name, encoders[name](texts))) for name in encoders},
@@ -165,11 +170,12 @@ def run_encode(settings: PeerSettings) -> dict:
         cos = cosines(vectors[name], vectors["polyformer float32"])
         retrieval = base if name == "polyformer float32" else retrieval_quality(encoders[name], settings.retrieval_queries)
         rows[name] = {"sentences_per_s": len(texts) / timing.median_s, "sentences_per_s_best": len(texts) / timing.best_s,
-                      "memory_added_mb": memory[name], "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+                      "peak_rss_mb_alone": memory[name], "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
                       "ndcg@10": retrieval["ndcg@10"], "ndcg@10_delta": retrieval["ndcg@10"] - base["ndcg@10"]}
     ratios = {f"polyformer {ours} / onnxruntime {theirs}": rows[f"polyformer {ours}"]["sentences_per_s"] / rows[f"onnxruntime {theirs}"]["sentences_per_s"]
               for ours, theirs in (("float32", "fp32"), ("bfloat16", "fp32"), ("int8", "int8"), ("bfloat16", "int8"))}
-    return {"work": f"all-MiniLM-L6-v2 encode, {len(texts)} Rotten Tomatoes snippets, batch 32", "contenders": rows, "ratios": ratios}
+    return {"work": f"all-MiniLM-L6-v2 encode, {len(texts)} Rotten Tomatoes snippets, batch 32", "contenders": rows, "ratios": ratios,
+            "peak_rss_mb_baseline": memory["baseline (python, torch, polyformer)"]}
 
 
 def run(settings: PeerSettings | None = None) -> dict:

@@ -127,15 +127,16 @@ def peer_rows(record: dict) -> list[list[object]]:
             ours, theirs = batch["contenders"][f"polyformer {precision}"], batch["contenders"][f"llama.cpp {peer}"]
             ratio = batch["ratios"][precision]
             agree = ours["agreement_with_polyformer_fp32"]
+            rss = decode["peak_rss_mb_alone"]
             rows.append([
                 f"SmolLM2 decode B{batch['batch']}: polyformer {precision} vs llama.cpp {peer}",
-                f"{ours['tokens_per_s']:,.1f} tok/s, TTFT {ours['ttft_ms']:.0f} ms, +{ours['memory_added_mb']:,.0f} MiB",
-                f"{theirs['tokens_per_s']:,.1f} tok/s, TTFT {theirs['ttft_ms']:.0f} ms, +{theirs['memory_added_mb']:,.0f} MiB",
+                f"{ours['tokens_per_s']:,.1f} tok/s, TTFT {ours['ttft_ms']:.0f} ms, peak RSS {rss[f'polyformer {precision}']:,.0f} MiB",
+                f"{theirs['tokens_per_s']:,.1f} tok/s, TTFT {theirs['ttft_ms']:.0f} ms, peak RSS {rss[f'llama.cpp {peer}']:,.0f} MiB",
                 f"{ratio['polyformer / llama.cpp']:.2f}x ({ratio['best runs']:.2f}x)",
                 f"vs fp32 {agree['identical_rows']}/{agree['rows']} rows; ppl {decode['perplexity'][precision]:.2f}",
             ])
     for name, row in encode.get("contenders", {}).items():
-        rows.append([f"MiniLM encode: {name}", f"{row['sentences_per_s']:,.1f} sent/s, +{row['memory_added_mb']:,.0f} MiB", "", "",
+        rows.append([f"MiniLM encode: {name}", f"{row['sentences_per_s']:,.1f} sent/s, peak RSS {row['peak_rss_mb_alone']:,.0f} MiB", "", "",
                      f"cos min {row['cosine_min']:.6f}; nDCG@10 {row['ndcg@10']:.4f} ({row['ndcg@10_delta']:+.4f})"])
     for name, ratio in encode.get("ratios", {}).items():
         rows.append([f"MiniLM encode ratio: {name}", "", "", f"{ratio:.2f}x", ""])

@@ -36,13 +36,14 @@ from torch import nn
 GROUP = 32  # values per block in every supported format
 KINDS = ("q4_0", "q4_1", "q8_0")
 _HAS_INT4_KERNEL = hasattr(torch, "_weight_int4pack_mm_for_cpu") and hasattr(torch, "_convert_weight_to_int4pack_for_cpu")
+_PACK_ROWS = 2048  # rows packed at a time (the kernel's layout is blocked by 64 rows), so loading needs little extra memory
 
 
 @dataclass
 class Blocks:
     """One quantized matrix (rows, cols) in PyTorch orientation, blocks of GROUP along cols.
 
-    codes: (rows, cols) int16 -- 0..15 for the 4-bit kinds, -128..127 for q8_0;
+    codes: (rows, cols) uint8 0..15 for the 4-bit kinds, int8 for q8_0;
     scale: (rows, cols / GROUP) float32 (d); offset: the same for q4_1 (m), else None.
     """
 
@@ -70,14 +71,25 @@ def _int4_groups(blocks: Blocks) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
         return blocks.codes, d, torch.zeros_like(d)
     if blocks.kind == "q4_1":
         return blocks.codes, d, blocks.offset + 8 * d
-    high = (blocks.codes >> 4) + 8  # q = 16 * hi + lo, hi in -8..7 stored as hi + 8
+    high = (blocks.codes >> 4) + 8  # q = 16 * hi + lo, hi in -8..7 stored as hi + 8 (int8 arithmetic shift)
     low = blocks.codes & 15
     codes = torch.cat([high, low], dim=1)  # (rows, 2 * cols): the input is repeated to match
     return codes, torch.cat([16 * d, d], dim=1), torch.cat([torch.zeros_like(d), 8 * d], dim=1)
 
 
+def _pack(codes: torch.Tensor) -> torch.Tensor:
+    """(rows, depth) codes 0..15 → the kernel's packed (rows, depth / 2) uint8, a block of rows at a time."""
+    return torch.cat([torch._convert_weight_to_int4pack_for_cpu(codes[start : start + _PACK_ROWS].int().contiguous(), 1)
+                      for start in range(0, codes.shape[0], _PACK_ROWS)])
+
+
 class Int4Linear(nn.Module):
     """y = x W^T + b with W held as packed 4-bit codes and a bfloat16 scale and zero per 32 values."""
+
+    @staticmethod
+    def supports(rows: int, cols: int) -> bool:
+        """Whether the kernel takes a (rows, cols) weight: rows a multiple of 16, cols of GROUP."""
+        return _HAS_INT4_KERNEL and rows % 16 == 0 and cols % GROUP == 0
 
     def __init__(self, blocks: Blocks, bias: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -87,8 +99,7 @@ class Int4Linear(nn.Module):
         self.out_features, self.in_features = blocks.codes.shape
         self.repeat_input = blocks.kind == "q8_0"
         codes, scale, zero = _int4_groups(blocks)
-        packed = torch._convert_weight_to_int4pack_for_cpu(codes.int().contiguous(), 1)  # (out, depth / 2) uint8
-        self.register_buffer("packed", packed)
+        self.register_buffer("packed", _pack(codes))  # (out, depth / 2) uint8
         scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1)  # (depth / GROUP, out, 2)
         self.register_buffer("scales_zeros", scales_zeros.to(torch.bfloat16).contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
@@ -136,7 +147,7 @@ class QuantizedEmbedding(nn.Module):
         super().__init__()
         self.kind = blocks.kind
         self.num_embeddings, self.embedding_dim = blocks.codes.shape
-        self.register_buffer("codes", blocks.codes.to(torch.int8 if blocks.kind == "q8_0" else torch.uint8))
+        self.register_buffer("codes", blocks.codes)
         self.register_buffer("scale", blocks.scale.float())
         self.register_buffer("offset", None if blocks.offset is None else blocks.offset.float())
 

@@ -59,7 +59,11 @@ def rss_mb() -> float:
 
 
 def memory_added(build: Callable[[], object]) -> tuple[object, float]:
-    """(what `build` returns, the resident MiB it added): load and warm one contender inside `build`."""
+    """(what `build` returns, the resident MiB it added): load and warm one contender inside `build`.
+
+    A lower bound: memory that earlier work freed is reused without the resident size growing
+    (`polyformer.bench.rss` measures one contender in a process of its own).
+    """
     before = rss_mb()
     value = build()
     return value, rss_mb() - before

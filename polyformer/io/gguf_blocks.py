@@ -56,10 +56,10 @@ def decode_blocks(raw: torch.Tensor, cols: int) -> Blocks:
         raise CheckpointError(f"{raw.shape[1]} bytes per row do not hold {cols} values in Q4_0, Q4_1 or Q8_0 blocks")
     blocks = raw.view(raw.shape[0], groups, per_block)  # (rows, groups, bytes per block)
     if kind == "q8_0":
-        codes = blocks[..., 2:].contiguous().view(torch.int8).short()
+        codes = blocks[..., 2:].contiguous().view(torch.int8)
     else:
         nibbles = blocks[..., 4:] if kind == "q4_1" else blocks[..., 2:]  # 16 bytes: values j and j + 16
-        codes = torch.cat([nibbles & 15, nibbles >> 4], dim=-1).short()
+        codes = torch.cat([nibbles & 15, nibbles >> 4], dim=-1)
     offset = _half(blocks, 2) if kind == "q4_1" else None
     return Blocks(kind, codes.reshape(raw.shape[0], cols), _half(blocks, 0), offset)
 
@@ -75,6 +75,9 @@ def _quantized_modules(model: PolyformerModel, state: dict[str, torch.Tensor]) -
         module_name = name.removesuffix(".weight")
         module = model.get_submodule(module_name)
         blocks = decode_blocks(state.pop(name), module.weight.shape[1])
+        if not isinstance(module, nn.Embedding) and not Int4Linear.supports(*module.weight.shape):
+            state[name] = blocks.dequantize()  # a shape the kernel does not take: float32 as before
+            continue
         if isinstance(module, nn.Embedding):
             _set_module(model, module_name, QuantizedEmbedding(blocks))
             if model.config.tie_word_embeddings and model.vocab_projection() is not None:
