@@ -91,3 +91,12 @@ def test_native_load_keeps_blocks_and_greedy_tokens_match_float32(tiny_q4) -> No
         a, b = native(ids).logits, dense(ids).logits
     assert (a - b).abs().max() < 0.05 * b.abs().max()
     assert torch.equal(native.generate(ids, max_new_tokens=6).sequences, dense.generate(ids, max_new_tokens=6).sequences)
+
+
+def test_pf_load_dtype_picks_blocks_dense_or_a_precision(tiny_q4) -> None:
+    import polyformer as pf
+    from polyformer.precision import linear_precisions
+
+    assert quantized_layers(pf.load(tiny_q4)) and not linear_precisions(pf.load(tiny_q4))
+    assert not quantized_layers(pf.load(tiny_q4, dtype="float32"))
+    assert linear_precisions(pf.load(tiny_q4, dtype="int8")) == {"Int8Linear": 2 * 4 + 1}  # qkv, out, gate/up, down per layer; the head

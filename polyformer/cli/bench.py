@@ -6,7 +6,8 @@
 Every contender warms up, then all are timed in alternation (medians of `--repeats`):
 decode reports time to first token, decode tokens/s and greedy agreement with the first dtype;
 encode reports sentences/s and the cosine of each vector with the first dtype's. Each row also
-says how much resident memory loading and warming that contender added. The peers a CPU user
+says how much resident memory loading and warming that contender added (a lower bound: memory an
+earlier contender freed is reused; `python -m polyformer.bench.rss` measures one alone). The peers a CPU user
 would pick instead are timed beside polyformer when they are installed (`pip install -r
 requirements-bench.txt`): llama.cpp on the same GGUF file for decode, ONNX Runtime (fp32, and
 int8 when int8 is asked for) on the same weights for encode.
