@@ -1,7 +1,7 @@
 """Run the CPU benchmarks, print a markdown table and write `benchmarks/results/cpu.json`.
 
     python -m benchmarks.run                # everything, 2 threads
-    python -m benchmarks.run --only encode  # some: linear, encode, forward, decode, train, peers, index (comma-separated)
+    python -m benchmarks.run --only encode  # some: linear, encode, forward, decode, train, peers, index, serve (comma-separated)
     python -m benchmarks.run --only decode,encode,train,peers   # every figure of the README's CPU tables
     python -m benchmarks.run --quick        # fewer texts and repeats (a smoke run)
 
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_linear, cpu_nanogpt, cpu_peers, cpu_train, gpu_encode, index_bench
+from benchmarks import (
+    cpu_decode, cpu_encode, cpu_forward, cpu_linear, cpu_nanogpt, cpu_peers, cpu_train, gpu_encode, index_bench, serve_bench,
+)
 from polyformer.bench.timing import markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "cpu.json"
-BENCHMARKS = ("linear", "encode", "forward", "decode", "train", "peers", "index")
+BENCHMARKS = ("linear", "encode", "forward", "decode", "train", "peers", "index", "serve")
 HEADERS = ["work", "polyformer (median)", "reference (median)", "ratio median (best run)", "agreement"]
 
 
@@ -198,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = index_bench.IndexSettings(vectors=5000, queries=20) if args.quick else index_bench.IndexSettings()
         report["index"] = index_bench.run(settings)
         rows += index_rows(report["index"])
+    if _wanted(args, "serve"):
+        report["serve"] = serve_bench.run(serve_bench.settings_for(args.quick, args.threads))
+        rows += serve_bench.rows(report["serve"])
     print(markdown_table(HEADERS, rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

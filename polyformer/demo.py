@@ -5,6 +5,9 @@
    streamed through the generation engine with its own chat template.
 3. The same core pretrained from scratch on Shakespeare, two ways: a tiny BERT (masked LM +
    next-sentence prediction) fills a [MASK], a tiny character-level GPT continues a line.
+
+Every part repeats on a CPU: greedy decoding, and pretraining through `training.pretrain.run`,
+which seeds every generator (seed 0) before it builds the models.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class CatalogError(PolyformerError):
 
 
 class OfflineError(CatalogError):
-    """A catalog item is not cached and the package registry cannot be reached."""
+    """A catalog item or hub model is not cached and cannot be downloaded (offline, or no network)."""
 
 
 class DataError(PolyformerError, ValueError):

@@ -166,11 +166,13 @@ class PolyformerModel(nn.Module):
     # ---- generation ----------------------------------------------------------------------
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, config=None, *,
                  stream: bool = False, **options):
-        """New tokens for a left-padded batch of prompts (B, T); for encoder–decoders, the sources.
+        """New tokens for a left-padded batch of prompts (B, T); for encoder–decoders, right-padded sources.
 
         `options` are `GenerationConfig` fields (max_new_tokens, temperature, top_k, top_p, min_p,
-        repetition_penalty, eos_token_id, seed, num_beams, ...) and override `config`. Returns a
-        `GenerationOutput`; with `stream=True`, an iterator over each step's new tokens (B,).
+        repetition_penalty, eos_token_id, seed, num_beams, num_return_sequences, ...) or
+        transformers' `do_sample`, and override `config`. Returns a `GenerationOutput` (each
+        prompt's num_return_sequences rows together); with `stream=True`, an iterator over each
+        step's new tokens (B,).
         For text in and out, see `polyformer.generation.pipeline.TextGenerationPipeline`.
         """
         from polyformer.generation import engine  # generation builds on the models, never the reverse

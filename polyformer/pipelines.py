@@ -59,14 +59,11 @@ class TaskPipeline:
     """Inference with a fine-tuned task model (classify / pair, ner, qa)."""
 
     def __init__(self, task: str, model: Any, tokenizer: Any = None, device: str = "auto", **settings: Any) -> None:
-        from polyformer.tasks.recipe import get_task, load_for_task, task_options
+        from polyformer.tasks.recipe import load_for_task, task_options
 
         model, tokenizer = _model_and_tokenizer(model, tokenizer)
-        if task == "classify" and model.config.extra.get("task") == "pair":
-            task = "pair"
-        self.task = get_task(task)
         self.options = task_options(settings.pop("columns", None), device=device, **settings)
-        self.model, self.encoder = load_for_task(self.task, model, tokenizer, self.options)
+        self.task, self.model, self.encoder = load_for_task(task, model, tokenizer, self.options)
 
     def _parse(self, item: Any, index: int) -> Any:
         if self.task.name == "pair":

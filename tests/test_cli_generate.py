@@ -7,9 +7,11 @@ import json
 import sys
 
 import pytest
+import torch
 
 from cli_runner import assert_one_line_error, run_cli
 from test_generate_pipeline import tiny_chat_pipeline
+from test_gguf import needs_accelerate
 
 import polyformer as pf
 from polyformer.cli.chat import chat_loop
@@ -53,6 +55,7 @@ def test_file_of_prompts_gives_json_lines_in_order(model_dir, pipe, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["id"] for line in lines] == ["a", 7, 2]
+    assert set(lines[0]) == {"id", "prompt", "text", "finish_reason", "new_tokens"}  # one candidate: no list
     completions = pipe.complete([row["text"] for row in rows], max_new_tokens=8)
     assert [line["text"] for line in lines] == [c.text for c in completions]
     assert [line["finish_reason"] for line in lines] == [c.finish_reason for c in completions]
@@ -60,6 +63,57 @@ def test_file_of_prompts_gives_json_lines_in_order(model_dir, pipe, tmp_path):
     txt.write_text("the cat sat\n\ncafé crème\n", encoding="utf-8")
     from_txt = run_cli("generate", "--model", model_dir, "--file", txt, "--max-new-tokens", "8")
     assert [json.loads(line)["text"] for line in from_txt.stdout.splitlines()] == [c.text for c in completions[:2]]
+
+
+def test_beams_and_samples_print_and_write_every_candidate(model_dir, pipe, tmp_path):
+    args = ["generate", "--model", model_dir, "--max-new-tokens", "8"]
+    best3 = pipe.complete(["the cat sat"], max_new_tokens=8, num_beams=4, num_return_sequences=3)[0]
+    printed = run_cli(*args, "--prompt", "the cat sat", "--num-beams", "4", "--num-return-sequences", "3")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == "".join(f"[{i}] ({c.score:.4f}) {c.text}\n" for i, c in enumerate(best3.candidates, 1))
+    assert run_cli(*args, "--prompt", "the cat sat", "--num-beams", "4").stdout == best3.text + "\n"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the cat sat\ncafé crème\n", encoding="utf-8")
+    beams = run_cli(*args, "--file", prompts, "--num-beams", "4", "--num-return-sequences", "3", "--stop", "zzz")
+    lines = [json.loads(line) for line in beams.stdout.splitlines()]
+    expected = pipe.complete(["the cat sat", "café crème"], max_new_tokens=8, num_beams=4, num_return_sequences=3)
+    for line, completion in zip(lines, expected, strict=True):
+        assert [c["text"] for c in line["candidates"]] == [c.text for c in completion.candidates]
+        assert [c["new_tokens"] for c in line["candidates"]] == [len(c.token_ids) for c in completion.candidates]
+        scores = [c["score"] for c in line["candidates"]]
+        assert scores == sorted(scores, reverse=True) == pytest.approx([c.score for c in completion.candidates])
+        assert (line["text"], line["score"]) == (line["candidates"][0]["text"], scores[0])
+    sampled = run_cli(*args, "--file", prompts, "--temperature", "1", "--seed", "3", "--num-return-sequences", "2")
+    samples = pipe.complete(["the cat sat", "café crème"], max_new_tokens=8, temperature=1.0, seed=3, num_return_sequences=2)
+    lines = [json.loads(line) for line in sampled.stdout.splitlines()]
+    assert [[c["text"] for c in line["candidates"]] for line in lines] == [[c.text for c in s.candidates] for s in samples]
+    assert all("score" not in c for line in lines for c in line["candidates"])
+
+
+@needs_accelerate
+def test_smollm2_beam_search_from_the_cli_matches_transformers(smollm2_gguf, tmp_path):
+    """The 4-best of `generate --num-beams 4` on the SmolLM2 GGUF: transformers' beams, token for token."""
+    transformers = pytest.importorskip("transformers")
+    prompt = "The capital of France is"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(prompt + "\n", encoding="utf-8")
+    result = run_cli("generate", "--model", smollm2_gguf, "--file", prompts, "--num-beams", "4",
+                     "--num-return-sequences", "4", "--max-new-tokens", "8")
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(text) for text in result.stdout.splitlines()]
+    tokenizer = pf.load_tokenizer(smollm2_gguf)
+    oracle = transformers.AutoModelForCausalLM.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name).eval()
+    ids = torch.tensor([tokenizer.encode(prompt)])
+    eos = oracle.config.eos_token_id
+    with torch.inference_mode():
+        out = oracle.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=4, num_return_sequences=4,
+                              max_new_tokens=8, length_penalty=1.0, early_stopping=False, eos_token_id=eos,
+                              pad_token_id=eos, return_dict_in_generate=True, output_scores=True)
+    rows = [row[: row.index(eos) + 1] if eos in row else row for row in out.sequences[:, ids.shape[1]:].tolist()]
+    assert [c["text"] for c in line["candidates"]] == [tokenizer.decode(row) for row in rows]
+    assert [c["new_tokens"] for c in line["candidates"]] == [len(row) for row in rows]
+    assert [c["score"] for c in line["candidates"]] == pytest.approx(out.sequences_scores.tolist(), abs=1e-3)
+    assert line["text"] == tokenizer.decode(rows[0])
 
 
 @pytest.mark.parametrize("extra, needles", [
@@ -70,6 +124,9 @@ def test_file_of_prompts_gives_json_lines_in_order(model_dir, pipe, tmp_path):
     (["--stop-token-id", "99999"], ["99999", "outside the vocabulary"]),
     (["--max-new-tokens", "200"], ["context of 96"]),
     (["--num-beams", "2", "--stream"], ["--num-beams 1"]),
+    (["--temperature", "1", "--num-return-sequences", "2", "--stream"], ["--num-return-sequences 1"]),
+    (["--num-return-sequences", "2"], ["num_return_sequences=2 with greedy"]),
+    (["--num-beams", "2", "--num-return-sequences", "3"], ["exceeds num_beams (2)"]),
     (["--dtype", "int3"], ["int3", "float32, bfloat16, int8"]),
 ])
 def test_bad_options_are_one_line_errors(model_dir, extra, needles):

@@ -11,14 +11,16 @@ import polyformer as pf
 from polyformer.config import preset
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation import GenerationConfig, generate, stream
-from polyformer.generation.engine import (
+from polyformer.generation.text import (
     TextStreamer,
     cut_at_stop,
+    encode_prompts,
     generate_text,
     stream_text,
 )
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import train_bpe
+from polyformer.tokenizers.char import CharTokenizer
 
 VOCAB = 97
 
@@ -162,8 +164,60 @@ def test_bad_requests_raise_typed_errors(tokenizer):
         generate(model, torch.zeros(1, 3, dtype=torch.long), None, GenerationConfig(eos_token_id=500))
     with pytest.raises(DataError, match="prompts"):
         generate_text(model, tokenizer, [""], GenerationConfig())
+    with pytest.raises(DataError, match=r"rows \[1\]: decoder prompts must be left-padded"):
+        generate(model, torch.ones(2, 3, dtype=torch.long), torch.tensor([[1, 1, 1], [1, 1, 0]]))
     with pytest.raises(ConfigError, match="max_new_tokens"):
         GenerationConfig(max_new_tokens=0)
+    with pytest.raises(ConfigError, match="num_return_sequences=2 with greedy"):
+        GenerationConfig(num_return_sequences=2)
+
+
+def flat(completions) -> list:
+    return [candidate for completion in completions for candidate in completion.candidates]
+
+
+def test_text_beams_are_the_token_level_n_best_cut_at_stop_strings(tokenizer):
+    """n-best from text: the beam hypotheses in score order; stop strings cut them after the search."""
+    torch.manual_seed(0)
+    model = PolyformerModel(preset("gpt-tiny", vocab_size=tokenizer.vocab_size)).eval()
+    perturb(model)
+    prompts = ["café crème", "plain words and"]
+    config = {"max_new_tokens": 12, "num_beams": 4, "num_return_sequences": 3, "eos_token_id": tokenizer.vocab_size - 1}
+    completions = generate_text(model, tokenizer, prompts, GenerationConfig(**config))
+    tokens = generate(model, *encode_prompts(model, tokenizer, prompts), GenerationConfig(**config))
+    assert [len(c.candidates) for c in completions] == [3, 3]
+    candidates = flat(completions)
+    assert [c.token_ids for c in candidates] == ours_new_tokens(tokens)
+    assert [c.text for c in candidates] == [tokenizer.decode(c.token_ids) for c in candidates]
+    scores = [[c.score for c in completion.candidates] for completion in completions]
+    assert all(row == sorted(row, reverse=True) and len(set(row)) == 3 for row in scores)
+    assert torch.allclose(torch.tensor(scores).flatten(), tokens.scores)
+    assert completions[1].text == completions[1].candidates[0].text and completions[1].score == scores[1][0]
+    text = completions[0].candidates[1].text
+    stop = next(text[i : i + 2] for i in range(3, len(text) - 1) if "\ufffd" not in text[i : i + 2])
+    cut = flat(generate_text(model, tokenizer, prompts, GenerationConfig(stop=[stop], **config)))
+    assert sum(stop in c.text for c in candidates) >= 1
+    for whole, part in zip(candidates, cut):
+        if stop in whole.text:
+            assert part.text == whole.text[: whole.text.index(stop)] and part.finish_reason == "stop"
+            assert part.token_ids == whole.token_ids[: len(part.token_ids)] and stop in tokenizer.decode(part.token_ids)
+            assert stop not in tokenizer.decode(part.token_ids[:-1])  # ends at the token that completes the stop
+        else:
+            assert part == whole
+
+
+def test_text_samples_are_independent_seeded_draws(tokenizer):
+    torch.manual_seed(0)
+    model = PolyformerModel(preset("gpt-tiny", vocab_size=tokenizer.vocab_size)).eval()
+    prompts = ["café crème", "plain words and"]
+    config = {"max_new_tokens": 10, "temperature": 1.0, "num_return_sequences": 3}
+    samples = flat(generate_text(model, tokenizer, prompts, GenerationConfig(seed=5, **config)))
+    tokens = generate(model, *encode_prompts(model, tokenizer, prompts), GenerationConfig(seed=5, **config))
+    assert [c.token_ids for c in samples] == ours_new_tokens(tokens)  # the same draws as token level
+    assert len({c.text for c in samples[:3]}) == 3 and len({c.text for c in samples[3:]}) == 3
+    assert all(c.score is None for c in samples)
+    assert samples == flat(generate_text(model, tokenizer, prompts, GenerationConfig(seed=5, **config)))
+    assert samples != flat(generate_text(model, tokenizer, prompts, GenerationConfig(seed=6, **config)))
 
 
 # ---- beam search -------------------------------------------------------------------------------
@@ -222,9 +276,11 @@ def test_left_padded_batch_equals_each_prompt_alone(name, num_beams):
 MARIAN_VOCAB, MARIAN_PAD = 101, 100
 
 
-@pytest.fixture(scope="module")
-def marian_pair(tmp_path_factory):
-    """A random-init transformers Marian model (EOS 0, start = pad = 100) and its polyformer twin."""
+def tiny_marian(directory, weight_std: float | None = None):
+    """A random-init transformers Marian model (EOS 0, start = pad = 100), saved to `directory`.
+
+    Its weights are perturbed by N(0, 0.05) noise, or with `weight_std` redrawn from N(0, weight_std).
+    """
     torch.manual_seed(0)
     config = transformers.MarianConfig(
         vocab_size=MARIAN_VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
@@ -235,11 +291,21 @@ def marian_pair(tmp_path_factory):
     torch.manual_seed(2)
     with torch.no_grad():
         for param in ref.parameters():
-            if param.requires_grad:  # not the fixed sinusoid tables
+            if not param.requires_grad:  # the fixed sinusoid tables
+                continue
+            if weight_std is None:
                 param.add_(torch.randn_like(param) * 0.05)
-    directory = tmp_path_factory.mktemp("marian")
+            elif param.dim() > 1:
+                param.normal_(0, weight_std)
     ref.save_pretrained(directory)
-    return ref, pf.load(directory)
+    return ref
+
+
+@pytest.fixture(scope="module")
+def marian_pair(tmp_path_factory):
+    """The tiny Marian and its polyformer twin."""
+    directory = tmp_path_factory.mktemp("marian")
+    return tiny_marian(directory), pf.load(directory)
 
 
 @pytest.mark.parametrize("num_beams", [1, 4])
@@ -260,6 +326,39 @@ def test_encoder_decoder_generation_matches_transformers(marian_pair, num_beams)
     result = generate(model, src, mask, GenerationConfig(**kwargs))
     assert strip_pad(expected, result.lengths) == ours_new_tokens(result)
     assert result.finish_reasons == ["stop"] * src.shape[0]  # EOS (0) reached before the limit
+
+
+MARIAN_SOURCES = ["the cat sat on the mat", "a dog", "a cat ran in the park"]
+
+
+@pytest.fixture(scope="module")
+def marian_varied(tmp_path_factory):
+    """The tiny Marian with larger weights, so its outputs depend on the source tokens and their positions."""
+    directory = tmp_path_factory.mktemp("marian-varied")
+    return tiny_marian(directory, weight_std=0.1), pf.load(directory)
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_encoder_decoder_text_batch_equals_each_source_alone_and_transformers(marian_varied, num_beams):
+    """Sources of different lengths from text: padded after their tokens, so each encodes as if alone."""
+    ref, model = marian_varied
+    chars = CharTokenizer([chr(code) for code in range(32, 32 + MARIAN_VOCAB)])  # one character per id; EOS 0 is " "
+    kwargs = {"num_beams": num_beams, "max_new_tokens": 10}
+    if num_beams > 1:
+        kwargs.update(length_penalty=1.0, early_stopping=True, num_return_sequences=2)
+    config = GenerationConfig(**kwargs)
+    batched = flat(generate_text(model, chars, MARIAN_SOURCES, config))
+    alone = [c for source in MARIAN_SOURCES for c in flat(generate_text(model, chars, [source], config))]
+    assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
+    rows = [chars.encode(source) for source in MARIAN_SOURCES]
+    width = max(map(len, rows))
+    src = torch.tensor([row + [MARIAN_PAD] * (width - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
+    with torch.no_grad():
+        expected = ref.generate(input_ids=src, attention_mask=mask, do_sample=False, **kwargs)[:, 1:].tolist()
+    assert strip_pad(expected, [len(c.token_ids) for c in batched]) == [c.token_ids for c in batched]
+    with pytest.raises(DataError, match=r"rows \[1, 2\]: encoder-decoder sources must be right-padded"):
+        generate(model, src.flip(-1), mask.flip(-1), config)  # padding before the second source
 
 
 def test_stream_yields_the_generated_tokens_and_min_new_tokens_holds_back_eos():

@@ -12,6 +12,8 @@ from polyformer.config import preset
 from polyformer.errors import ConfigError, DataError
 from polyformer.generation import GenerationConfig, generate
 from polyformer.generation.pipeline import TextGenerationPipeline
+from polyformer.generation.sampling import make_config
+from polyformer.generation.text import encode_prompts
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import train_bpe
 
@@ -57,6 +59,43 @@ def test_model_generate_is_the_engine_with_options_over_a_config(pipe):
         model.generate(ids, stream=True, num_beams=2)
 
 
+def test_do_sample_switches_between_greedy_and_sampling(pipe):
+    """transformers' switch: False is greedy whatever the temperature, True samples (at 1.0 unless given)."""
+    model = pipe.model
+    ids = torch.randint(3, 300, (2, 5), generator=torch.Generator().manual_seed(0))
+    greedy = model.generate(ids, max_new_tokens=8).sequences
+    assert torch.equal(model.generate(ids, do_sample=False, max_new_tokens=8).sequences, greedy)
+    assert torch.equal(model.generate(ids, do_sample=False, temperature=0.7, seed=1, max_new_tokens=8).sequences, greedy)
+    sampled = model.generate(ids, temperature=1.0, seed=3, max_new_tokens=8).sequences
+    assert not torch.equal(sampled, greedy)
+    assert torch.equal(model.generate(ids, do_sample=True, seed=3, max_new_tokens=8).sequences, sampled)
+    cooler = model.generate(ids, temperature=0.5, seed=3, max_new_tokens=8).sequences
+    assert torch.equal(model.generate(ids, do_sample=True, temperature=0.5, seed=3, max_new_tokens=8).sequences, cooler)
+    assert make_config(GenerationConfig(temperature=0.7), do_sample=False).temperature == 0.0
+    assert make_config(make_config(do_sample=False), temperature=0.7).temperature == 0.7  # not stored: later options decide
+    assert pipe("the cat sat", do_sample=False, max_new_tokens=8) == pipe("the cat sat", max_new_tokens=8)
+    with pytest.raises(ConfigError, match="do_sample must be true or false"):
+        model.generate(ids, do_sample="yes")
+
+
+def test_pipeline_n_best_and_independent_samples(pipe):
+    prompts = ["the cat sat", "café crème"]
+    beams = pipe.complete(prompts, max_new_tokens=8, num_beams=4, num_return_sequences=4)
+    tokens = pipe.model.generate(*encode_prompts(pipe.model, pipe.tokenizer, prompts),
+                                 pipe.request(max_new_tokens=8, num_beams=4, num_return_sequences=4))
+    assert [[c.token_ids for c in b.candidates] for b in beams] == [
+        [row[:n] for row, n in zip(tokens.sequences.tolist()[i * 4 : i * 4 + 4], tokens.lengths[i * 4 : i * 4 + 4])]
+        for i in range(2)]
+    for completion in beams:
+        scores = [c.score for c in completion.candidates]
+        assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+    assert pipe(prompts, max_new_tokens=8, num_beams=4) == [b.text for b in beams]  # one beam asked: the best
+    options = {"max_new_tokens": 8, "temperature": 1.0, "num_return_sequences": 3}
+    samples = pipe.complete(prompts, seed=2, **options)
+    assert [len({c.text for c in s.candidates}) for s in samples] == [3, 3]
+    assert samples == pipe.complete(prompts, seed=2, **options) != pipe.complete(prompts, seed=9, **options)
+
+
 def test_pipeline_texts_streams_and_chat_agree(pipe):
     prompts = ["the cat sat", "café crème"]
     texts = pipe(prompts, max_new_tokens=12)
@@ -91,6 +130,8 @@ def test_sampling_is_seeded_per_request(pipe):
     ({"top_p": 1.5}, ConfigError, "top_p"),
     ({"eos_token_id": 99_999}, ConfigError, "outside the vocabulary"),
     ({"max_new_tokens": 95}, ConfigError, "context of 96"),
+    ({"num_return_sequences": 2}, ConfigError, "num_return_sequences=2 with greedy"),
+    ({"num_beams": 2, "num_return_sequences": 3}, ConfigError, "exceeds num_beams"),
 ])
 def test_bad_requests_are_typed_errors(pipe, options, error, needle):
     with pytest.raises(error, match=needle):

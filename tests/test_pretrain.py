@@ -10,26 +10,14 @@ import torch
 import polyformer as pf
 from cli_runner import assert_one_line_error, run_cli
 from polyformer.training.logging import read_metrics
+from train_tiny import TINY_MODEL, write_corpus
 
-TINY = ["--set", "hidden_size=32", "--set", "num_layers=1", "--set", "num_heads=2", "--set", "intermediate_size=64",
-        "--no-progress", "--eval-batches", "2", "--seed", "3"]
+TINY = [*TINY_MODEL, "--no-progress", "--eval-batches", "2", "--seed", "3"]
 
 
 @pytest.fixture()
 def corpus(tmp_path):
-    """Twenty short 'documents' of six lines each (two held out), as a blank-line separated .txt file."""
-    lines = [
-        "to be or not to be that is the question",
-        "whether tis nobler in the mind to suffer",
-        "the slings and arrows of outrageous fortune",
-        "or to take arms against a sea of troubles",
-        "and by opposing end them to die to sleep",
-        "no more and by a sleep to say we end",
-    ]
-    docs = ["\n".join(lines[i % 6:] + lines[:i % 6]) + f"\nscene {i}" for i in range(20)]
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n\n".join(docs) + "\n")
-    return path
+    return write_corpus(tmp_path / "corpus.txt")
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,9 @@
 """Crash-safe checkpoints and bit-exact resume.
 
-The central test kills a real training process with SIGKILL twice — once mid-run, once in the
-middle of writing a checkpoint — resumes it each time, and requires its metrics.csv to equal
-an uninterrupted run's value for value (CPU, fp32, fixed seed).
+The central test runs a real `polyformer pretrain` command and SIGKILLs it twice — once mid-run,
+once in the middle of writing a checkpoint — resumes it each time, and requires its metrics.csv
+to equal, value for value, that of a separate, uninterrupted run of the same command (CPU, fp32,
+the same --seed; a fresh process each time, so the seed alone must fix the initial weights).
 """
 
 from __future__ import annotations
@@ -23,17 +24,27 @@ from polyformer.errors import ConfigError
 from polyformer.training import checkpoint as ckpt
 from polyformer.training.objectives import CausalLM, Seq2SeqLM
 from polyformer.training.trainer import Trainer
-from train_tiny import one_thread, RandomSource, build_model, quiet_config
+from train_tiny import TINY_MODEL, RandomSource, build_model, one_thread, quiet_config, write_corpus
 
-SCRIPT = Path(__file__).with_name("train_tiny.py")
+SCRIPT = Path(__file__).with_name("hooked_cli.py")
 COMPARED = ("step", "loss", "lr", "grad_norm", "eval_loss", "eval_lm_accuracy")  # all but timing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _start(out: Path, *extra: str) -> subprocess.Popen:
+def _pretrain_command(tmp_path: Path) -> list[str]:
+    """A 12-step decoder pretraining (2 micro-batches a step, checkpoints every 3, evaluation every 4)."""
+    config = tmp_path / "quiet.yaml"
+    config.write_text("train:\n  tensorboard: false\n  plot: false\n")
+    return ["pretrain", "--arch", "decoder", "--tokenizer", "char", "--data", str(write_corpus(tmp_path / "corpus.txt")),
+            "--block-size", "16", "--batch-size", "4", "--micro-batches", "2", "--max-steps", "12", "--save-every", "3",
+            "--eval-every", "4", "--eval-batches", "2", "--lr", "3e-3", "--warmup-steps", "2", "--seed", "5",
+            "--no-progress", "--config", str(config), *TINY_MODEL]
+
+
+def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(SCRIPT), "--out", str(out), "--max-steps", "12", "--save-every", "3", *extra]
+    cmd = [sys.executable, str(SCRIPT), *map(str, args)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -77,31 +88,34 @@ def _leftovers(run: Path) -> list[str]:
 
 def test_sigkill_mid_run_and_during_checkpoint_write_resumes_bit_exactly(tmp_path):
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    uninterrupted = _start(reference)
+    command = _pretrain_command(tmp_path)
+    uninterrupted = _start("--", *command, "--out", reference)
 
-    # 1. killed mid-run: after step 7 is logged (checkpoints at 3 and 6 exist)
-    run = _start(crashed, "--delay", "0.05")
+    # 1. the same command, killed mid-run: after step 7 is logged (checkpoints at 3 and 6 exist)
+    run = _start("--delay", "0.05", "--", *command, "--out", crashed)
     _wait_for(lambda: _logged_steps(crashed) >= 7, run, "step 7")
     _kill(run)
     assert ckpt.latest_checkpoint(crashed).name == "step-000006"
 
     # 2. resumed, then killed while the step-9 checkpoint is half written
-    run = _start(crashed, "--resume", "--stall-save-at", "9")
+    run = _start("--stall-save-at", "9", "--flag", crashed / "STALLED", "--", "pretrain", "--resume", crashed)
     _wait_for(lambda: (crashed / "STALLED").exists(), run, "the step-9 checkpoint write")
     _kill(run)
     assert any(name.startswith(".tmp-step-000009") for name in _leftovers(crashed))
     assert ckpt.latest_checkpoint(crashed).name == "step-000006", "a half-written checkpoint was exposed"
 
     # 3. resumed to the end
-    _finish(_start(crashed, "--resume"))
+    _finish(_start("--", "pretrain", "--resume", crashed))
     _finish(uninterrupted)
 
     expected = _compared_rows(reference)
-    assert len(expected) == 12
+    assert len(expected) == 12 and expected[3][4] != ""  # evaluated at step 4
     assert _compared_rows(crashed) == expected
     assert _leftovers(crashed) == []
     assert [p.name for _, p in ckpt.list_checkpoints(crashed)] == ["step-000009", "step-000012"]
     assert (crashed / "checkpoints" / "best" / "metrics.json").is_file()
+    final = [pf.load(run_dir / "model").state_dict() for run_dir in (reference, crashed)]
+    assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])
 
 
 def test_resume_with_a_different_config_names_the_field(tmp_path):

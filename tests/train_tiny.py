@@ -1,22 +1,19 @@
-"""Tiny models, a random batch source and a runnable training script for the trainer tests.
+"""Tiny models, a random batch source, a tiny corpus and a runnable training script for the trainer tests.
 
 `RandomSource` follows the data side's BatchSource contract: batches are pure functions of
 (seed, step, micro); a global micro-batch's rows are split by rank. Label counts differ from one
 micro-batch to the next on purpose, so exact token-count normalisation is exercised.
+`write_corpus` and `TINY_MODEL` make `polyformer pretrain` runs of a few seconds.
 
-Run as a script (the resume and torchrun tests start it as a subprocess):
+Run as a script (the torchrun tests start it as a subprocess):
 
     python tests/train_tiny.py --out RUN_DIR --max-steps 12 --save-every 3 [--resume]
-        [--delay 0.05]          sleep in every train_batch (so a test can kill the run mid-way)
-        [--stall-save-at 9]     hang forever while writing the step-9 checkpoint, after its
-                                first file, having written RUN_DIR/STALLED (to SIGKILL it there)
         [--fsdp]                FSDP2 instead of DDP under torchrun
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +22,21 @@ import torch
 
 from polyformer.config import ModelConfig, preset
 from polyformer.models import PolyformerModel
-from polyformer.training import checkpoint as checkpoint_module
 from polyformer.training.objectives import CausalLM, MaskedLM, Objective, Seq2SeqLM
 from polyformer.training.trainer import TrainConfig, Trainer
 
 VOCAB = 64
 SMALL = dict(vocab_size=VOCAB, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+# `polyformer pretrain` options for a model of a few thousand parameters
+TINY_MODEL = ["--set", "hidden_size=32", "--set", "num_layers=1", "--set", "num_heads=2", "--set", "intermediate_size=64"]
+CORPUS_LINES = [
+    "to be or not to be that is the question",
+    "whether tis nobler in the mind to suffer",
+    "the slings and arrows of outrageous fortune",
+    "or to take arms against a sea of troubles",
+    "and by opposing end them to die to sleep",
+    "no more and by a sleep to say we end",
+]
 
 Batch = dict[str, torch.Tensor]
 
@@ -41,6 +47,13 @@ def model_config(kind: str) -> ModelConfig:
     if kind == "mlm":
         return preset("bert-tiny", **SMALL, max_positions=64, head="pretraining")
     return preset("transformer-small", **SMALL, max_positions=64)
+
+
+def write_corpus(path: Path) -> Path:
+    """Twenty short 'documents' of six lines each (two held out), as a blank-line separated .txt file."""
+    docs = ["\n".join(CORPUS_LINES[i % 6:] + CORPUS_LINES[:i % 6]) + f"\nscene {i}" for i in range(20)]
+    path.write_text("\n\n".join(docs) + "\n")
+    return path
 
 
 def build_model(kind: str, seed: int = 0) -> PolyformerModel:
@@ -60,9 +73,9 @@ def _ignore_some(labels: torch.Tensor, generator: torch.Generator, keep: float) 
 class RandomSource:
     """Random batches of `rows` × `seq_len`, a pure function of (seed, step, micro)."""
 
-    def __init__(self, kind: str, rows: int = 4, seq_len: int = 8, seed: int = 0, eval_count: int = 2, delay: float = 0.0):
+    def __init__(self, kind: str, rows: int = 4, seq_len: int = 8, seed: int = 0, eval_count: int = 2):
         self.kind, self.rows, self.seq_len, self.seed = kind, rows, seq_len, seed
-        self.eval_count, self.delay = eval_count, delay
+        self.eval_count = eval_count
 
     def _generator(self, step: int, micro: int) -> torch.Generator:
         return torch.Generator().manual_seed((self.seed * 1_000_003 + (step + 10) * 7919 + micro * 104_729) % 2**62)
@@ -96,8 +109,6 @@ class RandomSource:
         }
 
     def train_batch(self, step: int, micro: int, rank: int = 0, world_size: int = 1) -> Batch:
-        if self.delay:
-            time.sleep(self.delay)
         batch = self.global_batch(step, micro)
         size = self.rows // world_size
         return {key: value[rank * size : (rank + 1) * size] for key, value in batch.items()}
@@ -137,20 +148,6 @@ def quiet_config(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
-def _stall_save_at(step: int, out: Path) -> None:
-    """Make the checkpoint of `step` hang after its first file, leaving a half-written temp folder."""
-    original = checkpoint_module.write_tensors
-    prefix = f".tmp-{checkpoint_module.step_name(step)}"
-
-    def stalling(tensors, path, metadata=None):
-        original(tensors, path, metadata)
-        if Path(path).parent.name.startswith(prefix):
-            (out / "STALLED").write_text(str(path))
-            time.sleep(600)
-
-    checkpoint_module.write_tensors = stalling
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
@@ -160,19 +157,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4)
     parser.add_argument("--save-every", type=int, default=3)
     parser.add_argument("--eval-every", type=int, default=4)
-    parser.add_argument("--delay", type=float, default=0.0)
-    parser.add_argument("--stall-save-at", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--fsdp", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.stall_save_at is not None:
-        _stall_save_at(args.stall_save_at, Path(args.out))
     config = quiet_config(
         max_steps=args.max_steps, micro_batches=args.micro_batches, save_every=args.save_every,
         eval_every=args.eval_every, out_dir=args.out, fsdp=args.fsdp,
     )
-    source = RandomSource(args.kind, rows=args.rows, delay=args.delay)
+    source = RandomSource(args.kind, rows=args.rows)
     Trainer(build_model(args.kind), objective_for(args.kind), source, config).train(resume=args.resume)
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-MODEL_HELP = "Catalog name (all-MiniLM-L6-v2, SmolLM2-135M-Instruct), sentence-transformers / HF folder or .gguf file."
+MODEL_HELP = "Catalog name (all-MiniLM-L6-v2, SmolLM2-135M-Instruct), sentence-transformers / HF folder, .gguf file or hub id (org/name)."
 POOLING_HELP = "cls | mean | max | last | weighted-mean (default: the folder's, else mean for encoders, last for decoders)."
 DTYPE_HELP = "float32 | bfloat16 (whole model) | int8 (CPU: weight-only int8 linear layers) | float16 (GPU)."
 DEVICE_HELP = "auto | cpu | cuda | cuda:N."

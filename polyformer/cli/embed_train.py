@@ -40,7 +40,8 @@ def embed_train(
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N steps (0: at the end)."),
     eval_batches: int = typer.Option(10, "--eval-batches", min=0, help="Validation batches per evaluation."),
     save_every: int = typer.Option(0, "--save-every", min=0, help="Checkpoint every N steps (0: at the end)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the data order and dropout."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data order and dropout: the same seed repeats the run."),
+    deterministic: bool = typer.Option(False, "--deterministic/--no-deterministic", help="CUDA: deterministic kernels, so GPU runs repeat bit for bit (slower)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dtype: str = typer.Option("float32", "--dtype", help="Autocast: float32 | bfloat16 | float16."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
@@ -67,8 +68,8 @@ def embed_train(
     config = TrainConfig(
         max_steps=steps, micro_batches=micro_batches, lr=lr, warmup_steps=min(warmup_steps, steps - 1),
         weight_decay=weight_decay, betas=(0.9, 0.999), dtype=dtype, eval_every=eval_every,
-        eval_batches=eval_batches if held else 0, save_every=save_every, seed=seed, out_dir=str(out),
-        device=device, progress=progress,
+        eval_batches=eval_batches if held else 0, save_every=save_every, seed=seed, deterministic=deterministic,
+        out_dir=str(out), device=device, progress=progress,
     )
     objective = MultipleNegativesRanking(scale=scale, symmetric=symmetric, mini_batch=mini_batch)
     history = train_contrastive(encoder, pairs, config, batch_size, objective, held or None,

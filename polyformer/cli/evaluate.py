@@ -1,5 +1,8 @@
 """`polyformer evaluate`: score a fine-tuned model (or a prompted decoder) on labelled data.
 
+Without `--task` the model's own task is evaluated (`polyformer.tasks.inference`: its head and
+the task it was fine-tuned for); `--prompt` means classify.
+
 Prints the metrics as one JSON object on stdout and a table on stderr; with `--out DIR` also
 writes metrics.json and, per task, confusion.png (classify, pair) or entities.md (ner, the
 per-type report).
@@ -17,7 +20,7 @@ from polyformer.cli import task_options as shared
 
 
 def evaluate(
-    task: str = typer.Option(..., "--task", help=shared.TASK_HELP),
+    task: Optional[str] = typer.Option(None, "--task", help=shared.TASK_HELP),
     model: str = shared.MODEL,
     data: str = typer.Option(..., "--data", help="Built-in data (rotten_tomatoes, wnut16, shakespeare, shakespeare-qa) or a labelled file."),
     split: Optional[str] = typer.Option(None, "--split", help="train | dev | test | all (default: test for built-in data, all for a file)."),
@@ -47,14 +50,16 @@ def evaluate(
     if prompt:
         from polyformer.tasks.prompting import evaluate_prompted
 
+        shared.prompted_task(task)
         result = evaluate_prompted(model, data, split, options, shots=shots, verbalizers=shared.verbalizers(verbalizer),
                                    template=template, instruction=instruction, seed=seed, calibrate=calibrate)
+        result.task = "classify"
     else:
         result = recipe.evaluate(task, model, data, split, options)
     shared.echo_json(result.metrics)
     _table(result.metrics)
     if out is not None:
-        write_report(result, out, f"{task} · {Path(model).name} · {data}")
+        write_report(result, out, f"{result.task} · {Path(model).name} · {data}")
 
 
 def _table(metrics: dict[str, Any]) -> None:

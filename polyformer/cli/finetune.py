@@ -17,13 +17,13 @@ from polyformer.cli import task_options as shared
 _SPEC_OPTIONS = (
     "task", "model", "data", "dev_data", "pooling", "max_length", "batch_size", "micro_batches", "epochs",
     "max_steps", "lr", "warmup_ratio", "weight_decay", "eval_every", "patience", "dev_limit", "seed",
-    "device", "dtype", "regression", "stride", "progress",
+    "deterministic", "device", "dtype", "regression", "stride", "progress",
 )
 
 
 def finetune(
     task: Optional[str] = typer.Option(None, "--task", help=shared.TASK_HELP),
-    model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or pretraining run directory."),
+    model: Optional[str] = typer.Option(None, "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file, pretraining run directory or hub id (org/name)."),
     data: Optional[str] = typer.Option(None, "--data", help="Built-in data (classify: rotten_tomatoes, ner: wnut16, pair: shakespeare, qa: shakespeare-qa) or a file (csv / jsonl; ner: CoNLL / jsonl; qa: SQuAD JSON)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
     dev_data: Optional[str] = typer.Option(None, "--dev-data", help="Dev file; all of --data then trains (default: --data's train and dev splits)."),
@@ -40,7 +40,8 @@ def finetune(
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate on dev every N steps (default: once per epoch)."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N evaluations without improvement (default 3)."),
     dev_limit: Optional[int] = typer.Option(None, "--dev-limit", help="Evaluate on the first N dev examples only."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the head initialisation and data order."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the head initialisation, dropout and data order: the same seed repeats the run."),
+    deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic", help="CUDA: deterministic kernels, so GPU runs repeat bit for bit (slower)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 autocast."),
     regression: Optional[bool] = typer.Option(None, "--regression/--classes", help="pair: similarity scores instead of classes (default: from the data)."),

@@ -3,6 +3,7 @@
     polyformer generate --model SmolLM2-135M-Instruct --prompt "The capital of France is"
     polyformer generate --model SmolLM2-135M-Instruct --chat --stream --prompt "Tell me about Paris."
     polyformer generate --model M --file prompts.jsonl --temperature 0.8 --top-p 0.95 --seed 0 > out.jsonl
+    polyformer generate --model M --prompt "The capital of France is" --num-beams 4 --num-return-sequences 3
 
 Generation options are checked before the model is loaded, so a bad value fails at once. The
 options shared with `polyformer chat` are defined here once.
@@ -13,13 +14,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from polyformer.errors import ConfigError, DataError
 
-MODEL = typer.Option(..., "--model", help="Catalog name (SmolLM2-135M-Instruct), model folder or .gguf file.")
+if TYPE_CHECKING:
+    from polyformer.generation.text import Candidate, TextCompletion
+
+MODEL = typer.Option(..., "--model", help="Catalog name (SmolLM2-135M-Instruct), model folder, run directory, .gguf file or hub id (org/name).")
 MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", help="Most tokens to generate per prompt.")
 TEMPERATURE = typer.Option(0.0, "--temperature", help="Sampling temperature; 0 = greedy.")
 TOP_K = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0 = off).")
@@ -95,8 +99,10 @@ def generate(
     stop_token_id: Optional[list[int]] = STOP_TOKEN_ID,
     seed: Optional[int] = SEED,
     num_beams: int = typer.Option(1, "--num-beams", help="Beam search with this many beams (1 = off)."),
-    stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated (--prompt only)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Prompts decoded together (left-padded) with --file."),
+    num_return_sequences: int = typer.Option(1, "--num-return-sequences",
+                                             help="Candidates per prompt: the n best beams, or n samples (needs --temperature > 0)."),
+    stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated (--prompt, one sequence only)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts decoded together with --file."),
     dtype: Optional[str] = DTYPE,
     device: str = DEVICE,
     compile: Optional[bool] = COMPILE,
@@ -110,9 +116,10 @@ def generate(
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if prompt is not None and not prompt.strip():
         raise DataError("--prompt is empty; give some text to continue")
-    options = generation_options(locals(), eos_token_id=stop_token_id, num_beams=num_beams)
-    if stream and num_beams > 1:
-        raise ConfigError("--stream decodes one sequence: use --num-beams 1")
+    options = generation_options(locals(), eos_token_id=stop_token_id, num_beams=num_beams,
+                                 num_return_sequences=num_return_sequences)
+    if stream and (num_beams > 1 or num_return_sequences > 1):
+        raise ConfigError("--stream prints one sequence as it is generated: use --num-beams 1 and --num-return-sequences 1")
     items = read_prompts(file, text_column) if file is not None else [(0, prompt)]
     from polyformer.generation.pipeline import TextGenerationPipeline
 
@@ -130,12 +137,35 @@ def generate(
         completions = pipe.complete(batch, add_special_tokens=specials, **options)
         for offset, completion in enumerate(completions):
             if file is None:
-                typer.echo(completion.text)
+                typer.echo(printed(completion))
                 continue
             key, text = items[start + offset]
-            typer.echo(json.dumps({"id": key, "prompt": text, "text": completion.text,
-                                   "finish_reason": completion.finish_reason,
-                                   "new_tokens": len(completion.token_ids)}, ensure_ascii=False))
+            typer.echo(json.dumps({"id": key, "prompt": text, **record(completion)}, ensure_ascii=False))
+
+
+def candidate_record(candidate: Candidate) -> dict[str, Any]:
+    """A candidate's JSON fields: text, finish_reason, new_tokens, and score under beam search."""
+    fields = {"text": candidate.text, "finish_reason": candidate.finish_reason, "new_tokens": len(candidate.token_ids)}
+    return fields if candidate.score is None else {**fields, "score": candidate.score}
+
+
+def record(completion: TextCompletion) -> dict[str, Any]:
+    """A prompt's JSON fields: the best candidate's, plus every candidate (best first) when there are several."""
+    fields = candidate_record(completion.candidates[0])
+    if len(completion.candidates) > 1:
+        fields["candidates"] = [candidate_record(c) for c in completion.candidates]
+    return fields
+
+
+def printed(completion: TextCompletion) -> str:
+    """The text; several candidates as `[i] text` (`[i] (score) text` under beam search), best first."""
+    if len(completion.candidates) == 1:
+        return completion.text
+    lines = []
+    for index, candidate in enumerate(completion.candidates, 1):
+        score = "" if candidate.score is None else f" ({candidate.score:.4f})"
+        lines.append(f"[{index}]{score} {candidate.text}")
+    return "\n".join(lines)
 
 
 def render(pipe, text: str, system: str | None) -> str:

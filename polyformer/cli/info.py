@@ -12,9 +12,9 @@ import typer
 def stored_dtypes(path: Path) -> dict[str, int]:
     """How many tensors of each stored dtype a checkpoint holds (safetensors headers or GGUF types)."""
     if path.suffix == ".gguf":
-        from gguf import GGUFReader
+        from polyformer.io.gguf import open_gguf
 
-        return dict(Counter(tensor.tensor_type.name for tensor in GGUFReader(path).tensors))
+        return dict(Counter(tensor.tensor_type.name for tensor in open_gguf(path).tensors))
     from polyformer.io.loader import transformer_folder
     from safetensors import safe_open
 
@@ -29,7 +29,7 @@ def stored_dtypes(path: Path) -> dict[str, int]:
 def describe(path_or_name: str, allow_pickle: bool = False) -> dict:
     """A JSON-able summary of the model at a path or catalog name."""
     import polyformer as pf
-    from polyformer.io.loader import resolve
+    from polyformer.locations import resolve
 
     path = resolve(path_or_name)
     model = pf.load(path, allow_pickle=allow_pickle, dtype="float32")  # a GGUF file: its full parameter count
@@ -55,7 +55,7 @@ def describe(path_or_name: str, allow_pickle: bool = False) -> dict:
 
 
 def info(
-    model: str = typer.Argument(..., help="A model folder, .gguf file, or catalog name (see `polyformer data list`)."),
+    model: str = typer.Argument(..., help="A model folder, run directory, .gguf file, catalog name (see `polyformer data list`) or hub id (org/name)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow .bin/.pt pickle checkpoints (loaded with weights_only=True)."),
 ) -> None:

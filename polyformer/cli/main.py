@@ -40,6 +40,7 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.generate",
     "polyformer.cli.chat",
     "polyformer.cli.bench",
+    "polyformer.cli.serve",
 ]
 
 app = typer.Typer(

@@ -2,7 +2,8 @@
 
 Inputs: `--input FILE|-` — `.txt` (one text per line), `.jsonl` / `.csv` records (fields `text`,
 `text_a`/`text_b`, `question`/`context`, `tokens`, `id`), or stdin (`-`: a line per text, or a
-JSON object per line). Outputs per task:
+JSON object per line). Without `--task` the model's own task runs (`polyformer.tasks.inference`:
+a classifier classifies, a token classifier tags, an MLM fills masks). Outputs per task:
 
 - classify / pair: `label`, `score` (its probability), `scores` (every label's), `truncated`;
   regression pairs: `score`;
@@ -21,7 +22,7 @@ from polyformer.cli import task_options as shared
 
 
 def predict(
-    task: str = typer.Option(..., "--task", help="classify | ner | pair | qa | fill-mask"),
+    task: Optional[str] = typer.Option(None, "--task", help="classify | ner | pair | qa | fill-mask (default: the model's own task, from its head)"),
     model: str = shared.MODEL,
     input_: str = typer.Option(..., "--input", help="A .txt / .jsonl / .csv file, or - for stdin."),
     max_length: Optional[int] = shared.MAX_LENGTH,
@@ -48,28 +49,14 @@ def predict(
     options = recipe.task_options(shared.columns(text_column, text_a_column, text_b_column, None, None),
                                   max_length=max_length, batch_size=batch_size, device=device, stride=stride)
     inputs = read_inputs(input_)
-    if task == "fill-mask":
-        rows = _fill_mask(model, inputs, top_k, options)
-    elif prompt:
+    if prompt:
+        shared.prompted_task(task)
         rows = _prompted(model, inputs, options, data=data, shots=shots, verbalizers=shared.verbalizers(verbalizer),
                          template=template, instruction=instruction, seed=seed, calibrate=calibrate)
     else:
-        task_ = recipe.get_task(task)
-        loaded, encoder = recipe.load_for_task(task_, model, None, options)
-        rows = recipe.predict_with(task_, loaded, encoder, inputs, options)
+        rows = recipe.predict_located(task, model, inputs, options, top_k=top_k)
     for row in rows:
         shared.echo_json(row)
-
-
-def _fill_mask(model: str, inputs, top_k: int, options):
-    from polyformer.tasks.classify import CLASSIFY
-    from polyformer.tasks.fill_mask import fill_mask_rows
-    from polyformer.tasks.models import load_pretrained
-    from polyformer.tasks.recipe import inference_device
-
-    loaded, tokenizer, _ = load_pretrained(model)
-    texts = (CLASSIFY.parse_input(item, where, options).text for where, item in inputs)
-    return fill_mask_rows(loaded.to(inference_device(options.device)), tokenizer, texts, top_k)
 
 
 def _prompted(model: str, inputs, options, data: Optional[str], **prompt):

@@ -18,7 +18,7 @@ from polyformer.errors import ConfigError
 _TRAIN_OPTIONS = (
     "max_steps", "micro_batches", "lr", "min_lr", "warmup_steps", "schedule", "weight_decay",
     "grad_clip", "dtype", "compile", "fsdp", "eval_every", "eval_batches", "save_every",
-    "keep_last", "log_every", "seed", "device", "progress",
+    "keep_last", "log_every", "seed", "deterministic", "device", "progress",
 )
 _SPEC_OPTIONS = (
     "arch", "preset", "data", "text_field", "tokenizer", "vocab_size", "block_size", "batch_size",
@@ -68,7 +68,8 @@ def pretrain(
     save_every: Optional[int] = typer.Option(None, help="Checkpoint every N steps (0 = at the end)."),
     keep_last: Optional[int] = typer.Option(None, help="Checkpoints kept (plus the best)."),
     log_every: Optional[int] = typer.Option(None, help="Log every N steps."),
-    seed: Optional[int] = typer.Option(None, help="Seed for initialisation and data order."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the initial weights, dropout and data order: the same seed repeats the run."),
+    deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic", help="CUDA: deterministic kernels, so GPU runs repeat bit for bit (slower)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Show the progress bar."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a model field: --set hidden_size=64 (repeatable)."),

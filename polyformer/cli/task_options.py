@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import typer
 
-TASK_HELP = "classify | ner | pair | qa"
-MODEL = typer.Option(..., "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file or run directory.")
+TASK_HELP = "classify | ner | pair | qa (default: the task the model was fine-tuned for)"
+MODEL = typer.Option(..., "--model", help="Catalog name, HF / sentence-transformers / native folder, GGUF file, run directory or hub id (org/name).")
 MAX_LENGTH = typer.Option(None, "--max-length", help="Tokens per input, specials included (default: the model's fine-tuning setting, else 128; QA 384).")
 BATCH_SIZE = typer.Option(32, "--batch-size", help="Inference batch size.")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
@@ -30,6 +30,15 @@ VERBALIZER = typer.Option(None, "--verbalizer", help="--prompt: LABEL=WORDS, the
 TEMPLATE = typer.Option(None, "--template", help="--prompt: how one example reads, with {text} (default 'Text: {text}\\nLabel:').")
 INSTRUCTION = typer.Option(None, "--instruction", help="--prompt: text put before the examples.")
 CALIBRATE = typer.Option(False, "--calibrate/--no-calibrate", help="--prompt: predict with contextual calibration (divide out the label prior of content-free texts).")
+
+
+def prompted_task(task: Optional[str]) -> None:
+    """--prompt classifies: any other --task with it is a mistake."""
+    from polyformer.errors import ConfigError
+
+    if task not in (None, "classify"):
+        raise ConfigError(f"--prompt classifies with a decoder's LM head; it does not do --task {task} "
+                          "(drop --prompt, or use --task classify)")
 
 
 def columns(text: Optional[str], text_a: Optional[str], text_b: Optional[str], label: Optional[str],

@@ -41,12 +41,12 @@ from polyformer.core.pooling import POOLING_MODES, pool
 from polyformer.errors import ConfigError, DataError
 from polyformer.io.hf import load_hf
 from polyformer.io.loader import load as load_model
-from polyformer.io.loader import resolve
 from polyformer.io.sentence_transformers import (
     is_sentence_transformers_folder,
     read_folder,
     write_folder,
 )
+from polyformer.locations import resolve
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import Tokenizer, load_tokenizer
 
@@ -91,7 +91,7 @@ class SentenceEncoder:
         device: str = "cpu",
         dtype: str = "float32",
     ) -> SentenceEncoder:
-        """An encoder from a sentence-transformers folder, any model folder / GGUF file, or a catalog name.
+        """An encoder from a sentence-transformers folder, any model folder / GGUF file, a catalog name or a hub id.
 
         `pooling` and `max_seq_length` override what the folder says (or the defaults: mean pooling
         for encoders, last-token pooling for decoders). `device` and `dtype` are passed to `to()`.

@@ -18,6 +18,10 @@ that opens with every acknowledged item: a torn snapshot write leaves only a tem
 (removed), an interrupted transaction is rolled back by SQLite, and a missing or unreadable
 snapshot is rebuilt from the store.
 
+**Damaged files** (index_files.py) are an `IndexCorruptError` naming the file — when the index is
+opened, or when a damaged row is read — never a bare SQLite, JSON or decoding error; a snapshot
+that fails its checksum is rebuilt from the store without FAISS ever parsing it.
+
 **Search.** Vectors are unit length and scored by inner product (cosine). `exact` is a flat
 index; `hnsw` (graph, M links per node) and `ivf` (inverted lists over k-means cells, `nprobe`
 of them searched) are approximate. Deleted items and metadata filters (`where={"field": value}`,
@@ -32,8 +36,6 @@ next search (the store's `data_version` is checked and the FAISS index caught up
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,11 +45,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from polyformer.errors import CheckpointError, ConfigError, DataError
+from polyformer.embeddings.index_files import (
+    META,
+    SNAPSHOT,
+    STORE,
+    IndexCorruptError,
+    connect_store,
+    read_snapshot,
+    write_atomic,
+    write_snapshot,
+)
+from polyformer.errors import ConfigError, DataError
 
-logger = logging.getLogger(__name__)
-
-META, STORE, SNAPSHOT = "meta.json", "store.sqlite", "vectors.faiss"
 FORMAT = 1
 KINDS = ("exact", "hnsw", "ivf")
 Existing = Literal["error", "skip", "replace"]
@@ -55,18 +64,6 @@ _COMPACT_FRACTION = 0.2
 # fewer queries than this run on one thread: an OpenMP team's start-up and barrier cost more than
 # they save on a small search (and much more on a busy machine, where a thread waits for a core)
 _PARALLEL_QUERIES = 16
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    faiss_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    text TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    vector BLOB NOT NULL
-)"""
-
-
-class IndexCorruptError(CheckpointError):
-    """An index directory is missing a file, or a file in it cannot be read."""
 
 
 @dataclass
@@ -120,7 +117,7 @@ class VectorIndex:
         if (directory / META).exists():
             raise ConfigError(f"{directory} already holds an index; open it, or choose a new --out")
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(directory / META, json.dumps(asdict(spec), indent=2) + "\n")
+        write_atomic(directory / META, json.dumps(asdict(spec), indent=2) + "\n")
         return cls.open(directory)
 
     @classmethod
@@ -128,7 +125,7 @@ class VectorIndex:
         """Open an index, bringing the FAISS snapshot up to date with the store."""
         directory = Path(directory)
         spec = _read_spec(directory)
-        index = cls(directory, spec, _connect(directory / STORE))
+        index = cls(directory, spec, connect_store(directory / STORE))
         for leftover in directory.glob(f".{SNAPSHOT}.*.tmp"):
             leftover.unlink(missing_ok=True)  # a snapshot write that never finished
         index._load_snapshot()
@@ -194,7 +191,7 @@ class VectorIndex:
     def delete(self, ids: Iterable[str]) -> int:
         """Remove items by id (unknown ids are ignored); returns how many were removed."""
         self.refresh()
-        with self.db:
+        with self._reading_store(), self.db:
             removed = self._delete_rows(list(ids))
         self._maybe_compact()
         return removed
@@ -206,32 +203,24 @@ class VectorIndex:
         return len(found)
 
     def save(self) -> Path:
-        """Write the FAISS snapshot atomically (temporary file, fsync, rename)."""
-        import faiss
-
-        final = self.directory / SNAPSHOT
-        tmp = self.directory / f".{SNAPSHOT}.{os.getpid()}.tmp"
-        faiss.write_index(self.faiss, str(tmp))
-        _fsync_file(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(self.directory)
-        return final
+        """Write the FAISS snapshot atomically, with its checksum (index_files.write_snapshot)."""
+        return write_snapshot(self.faiss, self.directory)
 
     # ---- reading ---------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        return int(self._query("SELECT COUNT(*) FROM items")[0][0])
 
     def items(self) -> tuple[list[str], list[str], np.ndarray]:
         """Every stored item: ids, texts and (N, D) vectors, in insertion order."""
-        rows = self.db.execute("SELECT id, text, vector FROM items ORDER BY faiss_id").fetchall()
+        rows = [self._checked(row, "id", "text") for row in self._query("SELECT id, text, vector FROM items ORDER BY faiss_id")]
         vectors = np.stack([self._vector(blob, key) for key, _, blob in rows]) if rows else np.empty((0, self.spec.dimension), np.float32)
         return [key for key, _, _ in rows], [text for _, text, _ in rows], vectors
 
     def get(self, item_id: str) -> tuple[Hit, np.ndarray]:
-        row = self.db.execute("SELECT text, metadata, vector FROM items WHERE id = ?", (item_id,)).fetchone()
-        if row is None:
+        rows = self._query("SELECT id, text, metadata, vector FROM items WHERE id = ?", (item_id,))
+        if not rows:
             raise DataError(f"id {item_id!r} is not in the index {self.directory}")
-        return Hit(item_id, 1.0, row[0], json.loads(row[1])), self._vector(row[2], item_id)
+        return self._hit(rows[0][:3], 1.0), self._vector(rows[0][3], item_id)
 
     def search(
         self, queries: np.ndarray, k: int = 10, where: dict[str, Any] | None = None, exclude: Sequence[str] = ()
@@ -298,19 +287,9 @@ class VectorIndex:
         self.faiss.add_with_ids(np.ascontiguousarray(vectors), faiss_ids)
 
     def _load_snapshot(self) -> None:
-        import faiss
-
-        path = self.directory / SNAPSHOT
-        if path.is_file():
-            try:
-                snapshot = faiss.read_index(str(path))
-            except RuntimeError as err:
-                logger.warning("%s is unreadable (%s); rebuilding it from %s", path, str(err).splitlines()[-1][:120], STORE)
-            else:
-                if snapshot.d == self.spec.dimension:
-                    self.faiss = snapshot
-                else:
-                    logger.warning("%s holds %d-dim vectors, not %d; rebuilding it", path, snapshot.d, self.spec.dimension)
+        snapshot = read_snapshot(self.directory, self.spec.dimension)
+        if snapshot is not None:
+            self.faiss = snapshot
         self.refresh(force=True)
         self._maybe_compact()
 
@@ -321,7 +300,7 @@ class VectorIndex:
         version = self._store_version()
         if version == self._data_version and not force:
             return
-        live = np.fromiter((fid for (fid,) in self.db.execute("SELECT faiss_id FROM items")), dtype=np.int64)
+        live = np.fromiter((fid for (fid,) in self._query("SELECT faiss_id FROM items")), dtype=np.int64)
         indexed = faiss.vector_to_array(self.faiss.id_map).astype(np.int64) if self.faiss.ntotal else np.empty(0, np.int64)
         self.tombstones = set(np.setdiff1d(indexed, live).tolist())
         missing = np.setdiff1d(live, indexed)
@@ -355,6 +334,9 @@ class VectorIndex:
         return array
 
     def _vector(self, blob: bytes, what: str) -> np.ndarray:
+        if not isinstance(blob, bytes):
+            raise IndexCorruptError(f"{self.directory / STORE}: the vector of {what} is {type(blob).__name__}, "
+                                    "not bytes; the store is damaged; rebuild the index")
         if len(blob) != 4 * self.spec.dimension:
             raise IndexCorruptError(f"{self.directory / STORE}: the vector of {what} has {len(blob)} bytes, "
                                     f"expected {4 * self.spec.dimension}; rebuild the index")
@@ -364,7 +346,7 @@ class VectorIndex:
         """Rows of `sql` whose `IN ({})` takes `values`, run in chunks under SQLite's variable limit."""
         for start in range(0, len(values), 900):
             chunk = list(values[start:start + 900])
-            yield from self.db.execute(sql.format(", ".join("?" * len(chunk))), chunk).fetchall()
+            yield from self._query(sql.format(", ".join("?" * len(chunk))), chunk)
 
     def present(self, ids: Sequence[str]) -> set[str]:
         """The ids among `ids` that are stored."""
@@ -386,19 +368,53 @@ class VectorIndex:
                 clauses.append("json_extract(metadata, ?) = ?")
                 values += [path, int(value) if isinstance(value, bool) else value]
         sql = "SELECT faiss_id FROM items WHERE " + " AND ".join(clauses)
-        return [fid for (fid,) in self.db.execute(sql, values)]
+        return [fid for (fid,) in self._query(sql, values)]
 
     def _hits(self, scores: np.ndarray, labels: np.ndarray) -> list[list[Hit]]:
         wanted = sorted({int(label) for label in labels.ravel() if label >= 0})
-        rows = {fid: (key, text, meta) for fid, key, text, meta in
+        rows = {row[0]: row[1:] for row in
                 self._rows("SELECT faiss_id, id, text, metadata FROM items WHERE faiss_id IN ({})", wanted)}
-        return [[Hit(rows[int(l)][0], float(s), rows[int(l)][1], json.loads(rows[int(l)][2]))
-                 for s, l in zip(row_scores, row_labels) if l >= 0 and int(l) in rows]
+        return [[self._hit(rows[int(l)], float(s)) for s, l in zip(row_scores, row_labels) if l >= 0 and int(l) in rows]
                 for row_scores, row_labels in zip(scores, labels)]
+
+    def _hit(self, row: tuple, score: float) -> Hit:
+        """A Hit from an (id, text, metadata JSON) row; IndexCorruptError for a damaged row."""
+        key, text, metadata = self._checked(row, "id", "text", "metadata")
+        try:
+            parsed = json.loads(metadata)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise IndexCorruptError(f"{self.directory / STORE}: the metadata of {key!r} is not a JSON object; "
+                                    "the store is damaged; rebuild the index")
+        return Hit(key, score, text, parsed)
+
+    def _checked(self, row: tuple, *names: str) -> tuple:
+        """The row, its first len(names) columns checked to be text (a damaged store may hold other types)."""
+        for name, value in zip(names, row):
+            if not isinstance(value, str):
+                raise IndexCorruptError(f"{self.directory / STORE}: an item's {name} is {type(value).__name__}, not "
+                                        "text; the store is damaged; rebuild the index")
+        return row
+
+    def _query(self, sql: str, values: Sequence[Any] = ()) -> list[tuple]:
+        """All rows of one statement."""
+        with self._reading_store():
+            return self.db.execute(sql, values).fetchall()
+
+    @contextmanager
+    def _reading_store(self) -> Iterator[None]:
+        """SQLite's errors about the store (or undecodable text in it) as an IndexCorruptError naming it."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as err:
+            busy = "locked" in str(err) or "busy" in str(err)
+            hint = "another process holds it; try again" if busy else "the file is damaged; rebuild the index"
+            raise IndexCorruptError(f"{self.directory / STORE}: cannot read the item store ({err}); {hint}") from None
 
     def _store_version(self) -> int:
         """Changes when another connection commits (this connection's own writes are applied directly)."""
-        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        return int(self._query("PRAGMA data_version")[0][0])
 
 
 @contextmanager
@@ -434,46 +450,6 @@ def _read_spec(directory: Path) -> IndexSpec:
         raise IndexCorruptError(f"{path}: unreadable index description ({err}); rebuild the index") from None
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    fresh = not path.exists()
-    if fresh and (path.parent / SNAPSHOT).exists():
-        raise IndexCorruptError(f"{path}: the item store is missing (only the FAISS snapshot is left); rebuild the index")
-    try:
-        connection = sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")  # a commit is on disk before add() returns
-        connection.execute(_SCHEMA)
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
-        if not {"faiss_id", "id", "text", "metadata", "vector"} <= columns:
-            raise sqlite3.DatabaseError(f"table items lacks columns ({', '.join(sorted(columns))})")
-    except sqlite3.DatabaseError as err:
-        raise IndexCorruptError(f"{path}: not a readable index store ({err}); rebuild the index") from None
-    return connection
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    _fsync_file(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_file(path)
-    except OSError:  # some filesystems do not allow opening a directory
-        pass
-
-
 def _first_duplicate(ids: Sequence[str]) -> str:
     seen: set[str] = set()
     for key in ids:
@@ -483,4 +459,4 @@ def _first_duplicate(ids: Sequence[str]) -> str:
     return ""
 
 
-__all__ = ["Hit", "IndexCorruptError", "IndexSpec", "KINDS", "VectorIndex"]
+__all__ = ["META", "SNAPSHOT", "STORE", "Hit", "IndexCorruptError", "IndexSpec", "KINDS", "VectorIndex"]

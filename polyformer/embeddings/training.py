@@ -23,6 +23,7 @@ from polyformer.embeddings.contrastive import EmbeddingModel, MultipleNegativesR
 from polyformer.embeddings.encoder import SentenceEncoder
 from polyformer.embeddings.pairs import Pair, PairSource
 from polyformer.training import distributed as dist
+from polyformer.training.checkpoint import seed_everything
 from polyformer.training.trainer import Trainer, TrainConfig
 
 MODEL_DIR = "model"
@@ -38,7 +39,12 @@ def train_contrastive(
     run_info: dict[str, Any] | None = None,
     resume: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train `encoder` on the pairs; returns the trainer's history (loss, lr, eval_mnrl_accuracy, ...)."""
+    """Train `encoder` on the pairs; returns the trainer's history (loss, lr, eval_mnrl_accuracy, ...).
+
+    Every generator is seeded from `config.seed` first (data order, dropout); the encoder's
+    weights are the caller's: loaded ones are the same in every process.
+    """
+    seed_everything(config.seed)
     objective = objective or MultipleNegativesRanking()
     source = PairSource(pairs, encoder, batch_size, seed=config.seed, validation=validation,
                         num_eval_batches=config.eval_batches)

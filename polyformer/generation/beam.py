@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from polyformer.generation.engine import GenerationOutput, TokenStream
+from polyformer.generation.engine import GenerationOutput, TokenStream, repeat_rows
 from polyformer.generation.sampling import (
     GenerationConfig,
     process_logits,
@@ -63,7 +63,7 @@ def beam_search(model: PolyformerModel, input_ids: torch.Tensor, attention_mask:
     """The config.num_return_sequences best hypotheses per request, rows grouped by request."""
     batch, k = input_ids.shape[0], config.num_beams
     mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-    stream = TokenStream(model, input_ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0), config)
+    stream = TokenStream(model, *repeat_rows(input_ids, mask, k), config)
     eos = torch.tensor(stream.eos_ids, dtype=torch.long, device=input_ids.device)
     vocab, limit, device = model.config.vocab_size, config.max_new_tokens, input_ids.device
     keep = max(2, 1 + len(stream.eos_ids)) * k  # candidates kept per request

@@ -2,11 +2,12 @@
 
 `TokenStream` runs the decode loop one step at a time and yields each step's tokens, so the
 same loop serves `generate` (collect everything), streaming (forward each step) and the text
-layer at the end of this module (which finishes a row when it meets a stop string). Decoders take
-left-padded batches: positions count only real tokens and the attention mask grows with each
-step, so every row decodes as if it were alone. Encoder–decoders run the encoder once and start
-every row from `decoder_start_token_id`. Rows finish independently (EOS, a stop string, or
-the length limit); finished rows are fed padding until the whole batch is done.
+layer (`polyformer.generation.text`, which finishes a row when it meets a stop string). Decoders
+take left-padded batches: positions count only real tokens and the attention mask grows with each
+step, so every row decodes as if it were alone. Encoder–decoders take right-padded sources (the
+encoder numbers positions from 0, so padding must come after a source's tokens), run the encoder
+once and start every row from `decoder_start_token_id`. Rows finish independently (EOS, a stop
+string, or the length limit); finished rows are fed padding until the whole batch is done.
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ def check_request(model: PolyformerModel, input_ids: torch.Tensor, attention_mas
             raise ConfigError(f"token id {token} (eos_token_id / logit_bias) is outside the vocabulary of {vocab}")
     check_context(model, input_ids.shape[1], int(mask.sum(-1).max()), config.max_new_tokens)
     return mask
+
+
+def check_padding(model: PolyformerModel, mask: torch.Tensor | None) -> None:
+    """Decoder prompts must be left-padded, encoder–decoder sources right-padded.
+
+    A decoder continues from the last column, so padding there would be continued; an encoder
+    numbers positions from the first column, so padding before a source would shift its positions.
+    """
+    if mask is None or mask.dim() != 2:
+        return  # no padding, or a shape the request check reports
+    steps = mask.long().diff(dim=-1)  # (B, T-1): +1 where padding gives way to tokens, -1 the reverse
+    if model.config.arch == "decoder":
+        rows, rule = (steps < 0).any(-1), "decoder prompts must be left-padded (padding before the tokens)"
+    else:
+        rows, rule = (steps > 0).any(-1), "encoder-decoder sources must be right-padded (padding after the tokens)"
+    bad = rows.nonzero().flatten().tolist()
+    if bad:
+        raise DataError(f"attention_mask rows {bad}: {rule}")
 
 
 def check_context(model: PolyformerModel, prompt_length: int, real_length: int, max_new_tokens: int) -> None:
@@ -187,34 +206,41 @@ def stream(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torc
            config: GenerationConfig | None = None) -> Iterator[torch.Tensor]:
     """The new tokens (B,) step by step (padding for rows already finished); the request is checked now."""
     config = config or GenerationConfig()
-    _check_streamable(config)
+    check_streamable(config)
+    check_padding(model, attention_mask)
     token_stream = TokenStream(model, input_ids, attention_mask, config)
     return (step.tokens for step in token_stream)
 
 
-def _check_streamable(config: GenerationConfig) -> None:
+def check_streamable(config: GenerationConfig) -> None:
     if config.num_beams > 1 or config.num_return_sequences > 1:
         raise ConfigError("streaming decodes one sequence per prompt: use num_beams=1 and num_return_sequences=1")
 
 
 def generate(model: PolyformerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              config: GenerationConfig | None = None) -> GenerationOutput:
-    """Generate for a (left-padded) batch; beam search when config.num_beams > 1.
+    """Generate for a batch; beam search when config.num_beams > 1.
 
-    Rows come grouped by prompt, config.num_return_sequences per prompt (the best beams, or
+    Decoder prompts are left-padded, encoder–decoder sources right-padded. Rows come grouped by prompt, config.num_return_sequences per prompt (the best beams, or
     independent samples).
     """
     config = config or GenerationConfig()
+    check_padding(model, attention_mask)  # before rows are repeated, so errors name the caller's rows
     if config.num_beams > 1:
         from polyformer.generation.beam import beam_search  # beam builds on this module
 
         return beam_search(model, input_ids, attention_mask, config)
-    if config.num_return_sequences > 1:
-        input_ids = input_ids.repeat_interleave(config.num_return_sequences, 0)
-        if attention_mask is not None:
-            attention_mask = attention_mask.repeat_interleave(config.num_return_sequences, 0)
+    input_ids, attention_mask = repeat_rows(input_ids, attention_mask, config.num_return_sequences)
     token_stream = TokenStream(model, input_ids, attention_mask, config)
     return collect(token_stream, list(token_stream))
+
+
+def repeat_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each row n times in a row (B*n, T): a prompt's samples or beams sit together."""
+    if n == 1:
+        return input_ids, attention_mask
+    mask = None if attention_mask is None else attention_mask.repeat_interleave(n, 0)
+    return input_ids.repeat_interleave(n, 0), mask
 
 
 def collect(token_stream: TokenStream, steps: list[Step]) -> GenerationOutput:
@@ -224,131 +250,3 @@ def collect(token_stream: TokenStream, steps: list[Step]) -> GenerationOutput:
     lengths = torch.stack([s.active for s in steps], dim=1).sum(-1).tolist()
     reasons = [reason or "length" for reason in token_stream.finish_reasons]
     return GenerationOutput(tokens, logprobs, lengths, reasons)
-
-
-# ---- text: stop strings and streaming detokenization ------------------------------------------
-
-
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """Text up to the earliest occurrence of any stop string, and whether one occurred."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return (text[: min(hits)], True) if hits else (text, False)
-
-
-def _pending_stop_prefix(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of `text` that could still grow into a stop string."""
-    longest = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:n]):
-                longest = n
-                break
-    return longest
-
-
-class TextStreamer:
-    """Incremental detokenizer for one sequence: `push` token ids, get only stable new text.
-
-    It decodes the whole growing token list and emits the new suffix, holding back text that ends
-    in U+FFFD (half a multi-byte character) or that could be the start of a stop string; at a
-    stop string it emits exactly the text before it and sets `stopped`.
-    """
-
-    def __init__(self, tokenizer, stop: list[str] | None = None) -> None:
-        self.tokenizer, self.stop = tokenizer, list(stop or [])
-        self.ids: list[int] = []
-        self.emitted = ""
-        self.stopped = False
-
-    def push(self, *ids: int) -> str:
-        if self.stopped:
-            return ""
-        self.ids.extend(ids)
-        text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids), self.stop)
-        if not self.stopped:
-            text = text.rstrip("\ufffd")
-            text = text[: len(text) - _pending_stop_prefix(text, self.stop)]
-        return self._emit(text)
-
-    def flush(self) -> str:
-        """The rest of the text once generation has ended."""
-        if self.stopped:
-            return ""
-        text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids), self.stop)
-        return self._emit(text)
-
-    def text(self) -> str:
-        """The whole text so far, cut at the first stop string."""
-        return cut_at_stop(self.tokenizer.decode(self.ids), self.stop)[0]
-
-    def _emit(self, text: str) -> str:
-        if len(text) <= len(self.emitted) or not text.startswith(self.emitted):
-            return ""  # not stable yet (a later token rewrote the tail); wait for more
-        new, self.emitted = text[len(self.emitted):], text
-        return new
-
-
-@dataclass
-class TextCompletion:
-    text: str  # cut at the first stop string; EOS and special tokens not included
-    token_ids: list[int]  # the new tokens generated (EOS included when hit)
-    finish_reason: str  # "stop" (EOS or stop string) or "length"
-
-
-def stream_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig,
-                add_special_tokens: bool = True) -> Iterator[tuple[int, str]]:
-    """(row, text increment) pairs for a batch of prompts; rows stop at EOS or a stop string.
-
-    The request is checked when this is called, before the first piece is asked for.
-    add_special_tokens=False for prompts that already hold them (rendered chat templates).
-    """
-    _check_streamable(config)
-    return _text_pieces(*_start_text(model, tokenizer, prompts, config, add_special_tokens))
-
-
-def generate_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig,
-                  add_special_tokens: bool = True) -> list[TextCompletion]:
-    """Complete each prompt; texts are cut exactly at the first stop string."""
-    _check_streamable(config)
-    token_stream, streamers = _start_text(model, tokenizer, prompts, config, add_special_tokens)
-    for _ in _text_pieces(token_stream, streamers):
-        pass
-    reasons = [reason or "length" for reason in token_stream.finish_reasons]
-    return [TextCompletion(s.text(), s.ids, r) for s, r in zip(streamers, reasons)]
-
-
-def _start_text(model: PolyformerModel, tokenizer, prompts: list[str], config: GenerationConfig,
-                add_special_tokens: bool = True) -> tuple[TokenStream, list[TextStreamer]]:
-    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) and p for p in prompts):
-        raise DataError(f"prompts must be a non-empty list of non-empty strings, got {prompts!r:.80}")
-    # never truncated: a prompt longer than the context is an error from check_request
-    input_ids, mask = left_pad([tokenizer.encode(p, add_special_tokens=add_special_tokens) for p in prompts],
-                               model.config.pad_token_id or 0, model.device)
-    token_stream = TokenStream(model, input_ids, mask, config)
-    return token_stream, [TextStreamer(tokenizer, config.stop) for _ in prompts]
-
-
-def left_pad(rows: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id rows as a left-padded batch: input_ids and attention_mask, both (B, longest)."""
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for index, row in enumerate(rows):
-        if row:
-            ids[index, width - len(row):] = torch.tensor(row)
-            mask[index, width - len(row):] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _text_pieces(token_stream: TokenStream, streamers: list[TextStreamer]) -> Iterator[tuple[int, str]]:
-    for step in token_stream:
-        for row in step.active_rows:
-            piece = streamers[row].push(step.token_ids[row])
-            if piece:
-                yield row, piece
-            if streamers[row].stopped:
-                token_stream.finish(row, "stop")
-    for row, streamer in enumerate(streamers):
-        piece = streamer.flush()
-        if piece:
-            yield row, piece

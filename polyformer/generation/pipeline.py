@@ -6,10 +6,14 @@
     for piece in pipe.stream("Once upon a time"):                   # text increments
         print(piece, end="", flush=True)
     pipe.chat([{"role": "user", "content": "What is the capital of France?"}])   # chat template applied
+    best = pipe.complete(["The capital of France is"], num_beams=4, num_return_sequences=3)[0]
+    best.text, [(c.text, c.score) for c in best.candidates]         # the best beam; the 3-best list
 
 Keyword arguments are `GenerationConfig` fields (max_new_tokens, temperature, top_k, top_p,
-min_p, repetition_penalty, stop, seed, num_beams, ...) over the pipeline's defaults. Completions
-are cut exactly at the first stop string and never include the prompt or special tokens.
+min_p, repetition_penalty, stop, seed, num_beams, num_return_sequences, ...) or transformers'
+`do_sample`, over the pipeline's defaults. Calls return each prompt's best (or first) text;
+`complete` returns all its candidates. Completions are cut exactly at the first stop string and
+never include the prompt or special tokens.
 `pf.pipeline("text-generation", model)` builds one of these.
 """
 
@@ -22,7 +26,7 @@ from typing import Any
 import torch
 
 from polyformer.errors import DataError
-from polyformer.generation.engine import TextCompletion, generate_text, stream_text
+from polyformer.generation.text import TextCompletion, generate_text, stream_text
 from polyformer.generation.sampling import GenerationConfig, make_config
 from polyformer.models import PolyformerModel
 
@@ -48,7 +52,8 @@ class TextGenerationPipeline:
         what the checkpoint stores, i.e. a GGUF file's 4-bit / 8-bit blocks on CPU.
         `defaults` are GenerationConfig fields used by every call.
         """
-        from polyformer.io.loader import load, resolve
+        from polyformer.io.loader import load
+        from polyformer.locations import resolve
         from polyformer.precision import prepare
         from polyformer.tokenizers import load_tokenizer
         from polyformer.training.distributed import env_info, resolve_device
@@ -61,12 +66,16 @@ class TextGenerationPipeline:
 
     # ---- plain text ----------------------------------------------------------------------
     def __call__(self, prompts: str | Sequence[str], **options: Any) -> str | list[str]:
-        """The completion of a prompt (str), or of each prompt of a list (list[str])."""
+        """The completion of a prompt (str), or of each prompt of a list (list[str]); the best candidate's text."""
         texts = [c.text for c in self.complete(_as_list(prompts), **options)]
         return texts[0] if isinstance(prompts, str) else texts
 
     def complete(self, prompts: Sequence[str], *, add_special_tokens: bool = True, **options: Any) -> list[TextCompletion]:
-        """Completions with their token ids and finish reasons ("stop" or "length"), batched."""
+        """One `TextCompletion` per prompt, decoded as a batch.
+
+        Its `candidates` are num_return_sequences `Candidate`s, best first (text, token ids, finish
+        reason "stop" or "length", beam score); the best one's fields read directly (`.text`, ...).
+        """
         return generate_text(self.model, self.tokenizer, _as_list(prompts), self.request(**options), add_special_tokens)
 
     def stream(self, prompt: str, *, add_special_tokens: bool = True, **options: Any) -> Iterator[str]:

@@ -69,6 +69,9 @@ class GenerationConfig:
             raise ConfigError(f"stop must be a list of non-empty strings, got {self.stop!r}")
         if self.num_return_sequences > self.num_beams and self.num_beams > 1:
             raise ConfigError(f"num_return_sequences ({self.num_return_sequences}) exceeds num_beams ({self.num_beams})")
+        if self.num_return_sequences > 1 and self.num_beams == 1 and self.greedy:
+            raise ConfigError(f"num_return_sequences={self.num_return_sequences} with greedy decoding gives the same "
+                              "text n times: sample (temperature > 0 or do_sample=True) or use num_beams >= n")
         if self.cache not in CACHES:
             raise ConfigError(f"cache must be one of {', '.join(CACHES)}, got {self.cache!r}")
         if self.compile not in (None, True, False):
@@ -92,14 +95,31 @@ class GenerationConfig:
         return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
 
-def make_config(config: GenerationConfig | None = None, **options) -> GenerationConfig:
-    """`config` (or the defaults) with `options` replacing fields; unknown fields name themselves."""
+DEFAULT_SAMPLING_TEMPERATURE = 1.0  # do_sample=True without a temperature
+
+
+def make_config(config: GenerationConfig | None = None, *, do_sample: bool | None = None, **options) -> GenerationConfig:
+    """`config` (or the defaults) with `options` replacing fields; unknown fields name themselves.
+
+    This is where options given by name arrive (model.generate, the pipeline, the CLI, requests),
+    so it also takes transformers' `do_sample`: False decodes greedily (temperature 0, whatever
+    temperature is set), True samples at the temperature set, or at 1.0 when it is 0. It switches
+    the temperature and is not stored: later options decide again.
+    """
     from dataclasses import asdict
 
     from polyformer.config import dataclass_from_dict
 
-    base = asdict(config) if config is not None else {}
-    return dataclass_from_dict(GenerationConfig, {**base, **options}, "generation options")
+    fields = {**(asdict(config) if config is not None else {}), **options}
+    if do_sample is not None:
+        if not isinstance(do_sample, bool):
+            raise ConfigError(f"generation options: do_sample must be true or false, got {do_sample!r}")
+        temperature = fields.get("temperature", GenerationConfig.temperature)
+        if not do_sample:
+            fields["temperature"] = 0.0
+        elif temperature == 0:
+            fields["temperature"] = DEFAULT_SAMPLING_TEMPERATURE
+    return dataclass_from_dict(GenerationConfig, fields, "generation options")
 
 
 def _is_number(value: object) -> bool:

@@ -67,7 +67,7 @@ def choose_cache(cache: str, compile: bool | None, device: torch.device) -> tupl
 
 
 class ModelSteps:
-    """Prefill and one-token steps for one batched request (left-padded decoder prompts or sources)."""
+    """Prefill and one-token steps for one batched request (left-padded decoder prompts, right-padded sources)."""
 
     def __init__(self, model: PolyformerModel, input_ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
                  cache: str = "dynamic", compile: bool = False) -> None:

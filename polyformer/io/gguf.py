@@ -16,7 +16,7 @@ Only the llama architecture is supported (Llama, SmolLM, Mistral-style models co
 
 from __future__ import annotations
 
-import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 
 from polyformer.config import ModelConfig
 from polyformer.errors import CheckpointError, ConfigError, UnknownModelError
+from polyformer.gguf_file import GGUFFile, open_gguf_file
 from polyformer.io.hf.common import (
     Family,
     Rule,
@@ -47,45 +48,16 @@ _TOKEN_ID_KEYS = {
 
 
 # ---- reading -----------------------------------------------------------------------------------
-def open_gguf(path: str | Path):
-    """A `gguf.GGUFReader` over the file, shared while the file is unchanged.
+def open_gguf(path: str | Path) -> GGUFFile:
+    """The parsed file (bounds-checked, cached while unchanged; see polyformer/gguf_file.py).
 
-    Parsing the metadata of a large vocabulary takes seconds, and the model loader and the
-    tokenizer loader both need it, so readers are cached per (path, mtime, size). Tensor data
-    stays memory-mapped. CheckpointError naming the file when it is missing or unreadable.
+    CheckpointError naming the file when it is missing, truncated or damaged.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: GGUF file not found")
-    stat = path.stat()
-    return _open_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return open_gguf_file(path, CheckpointError)
 
 
-@functools.lru_cache(maxsize=2)
-def _open_cached(path: str, mtime_ns: int, size: int):
-    from gguf import GGUFReader
-
-    try:
-        return GGUFReader(path)
-    except Exception as err:  # noqa: BLE001 -- the reader raises ValueError, IndexError, OSError ... on bad bytes
-        raise CheckpointError(
-            f"{path}: not a readable GGUF file, truncated or corrupted ({type(err).__name__}: {err}); "
-            "re-download or re-convert it"
-        ) from None
-
-
-def _field_value(field) -> Any:
-    """A metadata field as a Python value (str, int, float, bool or list)."""
-    from gguf import GGUFValueType
-
-    value = field.contents()
-    if field.types and field.types[0] == GGUFValueType.ARRAY:
-        return list(value)
-    return value
-
-
-def _metadata(reader) -> dict[str, Any]:
-    return {name: _field_value(field) for name, field in reader.fields.items() if not name.startswith("GGUF.")}
+def _metadata(file: GGUFFile) -> dict[str, Any]:
+    return {key: file.value(key) for key in file.keys()}
 
 
 def gguf_metadata(path: str | Path) -> dict[str, Any]:
@@ -124,69 +96,95 @@ def _dequantize(tensor, path: Path) -> torch.Tensor:
     shape = tuple(int(n) for n in reversed(tensor.shape))  # ggml lists the fastest dimension first
     try:
         values = dequantize(np.asarray(tensor.data), tensor.tensor_type)  # plain array: memmap slicing is slow
+        return torch.from_numpy(np.require(values, np.float32, ["C", "W"]).reshape(shape))
     except (NotImplementedError, ValueError, KeyError) as err:
         raise CheckpointError(
             f"{path}: cannot dequantize tensor {tensor.name} of type {tensor.tensor_type.name} ({err})"
         ) from None
-    return torch.from_numpy(np.require(values, np.float32, ["C", "W"]).reshape(shape))
 
 
-def _read_tensors(reader, path: Path, head_dim: int) -> dict[str, torch.Tensor]:
+def _read_tensors(stored: list, path: Path, head_dim: int) -> dict[str, torch.Tensor]:
     """All tensors, dequantized, with query/key rows back in Llama's rotary layout."""
     tensors: dict[str, torch.Tensor] = {}
-    for tensor in reader.tensors:
+    for tensor in stored:
         value = _dequantize(tensor, path)
         if tensor.name.endswith(_ROTARY_PERMUTED):
+            if value.ndim == 0 or value.shape[0] % head_dim or head_dim % 2:
+                raise CheckpointError(f"{path}: tensor {tensor.name} of shape {tuple(value.shape)} does not hold "
+                                      f"heads of {head_dim} rows; the file is damaged")
             value = unpermute_rotary(value, head_dim)
         tensors[tensor.name] = value
     return tensors
 
 
 # ---- configuration -----------------------------------------------------------------------------
-def _require(meta: dict[str, Any], key: str, path: Path) -> Any:
+_REQUIRED = object()
+
+
+def _number(meta: dict[str, Any], key: str, path: Path, default: Any = _REQUIRED, kind: type = int) -> Any:
+    """A numeric metadata value as `kind` (default when absent); CheckpointError when missing or not a number."""
     if key not in meta:
-        raise CheckpointError(f"{path}: GGUF metadata has no {key!r}; the file is incomplete")
-    return meta[key]
+        if default is _REQUIRED:
+            raise CheckpointError(f"{path}: GGUF metadata has no {key!r}; the file is incomplete")
+        return default
+    value = meta[key]
+    exact = kind is not int or (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not exact:
+        raise CheckpointError(f"{path}: GGUF metadata {key!r} = {str(value)[:40]!r} is not {'an integer' if kind is int else 'a number'}; "
+                              "the file is damaged; re-download or re-convert it")
+    return kind(value)
 
 
 def config_from_gguf(meta: dict[str, Any], tensor_names: set[str], path: Path) -> ModelConfig:
     """A Llama-shaped ModelConfig from GGUF metadata (the `llama.*` and `tokenizer.ggml.*` keys)."""
     arch = meta.get("general.architecture")
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise UnknownModelError(
-            f"{path}: GGUF architecture {arch!r} is not supported; supported: {', '.join(ARCHITECTURES)}"
+            f"{path}: GGUF architecture {str(arch)[:40]!r} is not supported; supported: {', '.join(ARCHITECTURES)}"
         )
-    hidden = int(_require(meta, "llama.embedding_length", path))
-    heads = int(_require(meta, "llama.attention.head_count", path))
-    head_dim = int(meta.get("llama.attention.key_length", hidden // heads))
-    rotary_dim = int(meta.get("llama.rope.dimension_count", head_dim))
+    hidden = _number(meta, "llama.embedding_length", path)
+    heads = _number(meta, "llama.attention.head_count", path)
+    if hidden < 1 or heads < 1:
+        raise CheckpointError(f"{path}: GGUF metadata gives {hidden} hidden units in {heads} heads; the file is damaged")
+    head_dim = _number(meta, "llama.attention.key_length", path, hidden // heads)
+    rotary_dim = _number(meta, "llama.rope.dimension_count", path, head_dim)
     if rotary_dim != head_dim or "llama.rope.scaling.type" in meta or "rope_freqs.weight" in tensor_names:
         raise ConfigError(f"{path}: rotary scaling or partial rotary dimensions are not supported")
     tokens = meta.get("tokenizer.ggml.tokens")
-    vocab = len(tokens) if tokens else int(_require(meta, "llama.vocab_size", path))
+    vocab = len(tokens) if isinstance(tokens, list) and tokens else _number(meta, "llama.vocab_size", path)
     try:
         return ModelConfig(
             arch="decoder", norm="rmsnorm", norm_placement="pre", position="rotary", activation="swiglu",
             attention_bias=False, mlp_bias=False, head="lm", dropout=0.0, attention_dropout=0.0,
             vocab_size=vocab,
             hidden_size=hidden,
-            num_layers=int(_require(meta, "llama.block_count", path)),
+            num_layers=_number(meta, "llama.block_count", path),
             num_heads=heads,
-            num_kv_heads=int(meta.get("llama.attention.head_count_kv", heads)),
+            num_kv_heads=_number(meta, "llama.attention.head_count_kv", path, heads),
             head_dim=head_dim if head_dim * heads != hidden else None,
-            intermediate_size=int(_require(meta, "llama.feed_forward_length", path)),
-            max_positions=int(meta.get("llama.context_length", 2048)),
-            rope_theta=float(meta.get("llama.rope.freq_base", 10000.0)),
-            norm_eps=float(_require(meta, "llama.attention.layer_norm_rms_epsilon", path)),
+            intermediate_size=_number(meta, "llama.feed_forward_length", path),
+            max_positions=_number(meta, "llama.context_length", path, 2048),
+            rope_theta=_number(meta, "llama.rope.freq_base", path, 10000.0, float),
+            norm_eps=_number(meta, "llama.attention.layer_norm_rms_epsilon", path, kind=float),
             tie_word_embeddings="output.weight" not in tensor_names,
-            **{short: _optional_int(meta.get(key)) for short, key in _TOKEN_ID_KEYS.items() if short != "unk_token_id"},
+            **{short: _number(meta, key, path, None) for short, key in _TOKEN_ID_KEYS.items() if short != "unk_token_id"},
         )
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
 
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _check_size(config: ModelConfig, tensors, path: Path) -> None:
+    """Refuse metadata that implies more layers or weights than the file holds (a damaged size must not allocate)."""
+    layers = {name.split(".")[1] for name in (tensor.name for tensor in tensors) if name.startswith("blk.")}
+    if config.num_layers > len(layers):
+        raise CheckpointError(f"{path}: the GGUF metadata describes {config.num_layers} layers but the file holds "
+                              f"tensors of {len(layers)}; the file is damaged; re-download or re-convert it")
+    with torch.device("meta"):  # sizes without memory
+        wanted = PolyformerModel(config).num_parameters()
+    stored = sum(int(tensor.n_elements) for tensor in tensors)
+    if wanted > stored:
+        raise CheckpointError(f"{path}: the GGUF metadata describes a model of {wanted:,} weights but the file holds "
+                              f"{stored:,}; the file is damaged; re-download or re-convert it")
 
 
 # ---- names -------------------------------------------------------------------------------------
@@ -220,6 +218,14 @@ FAMILY = Family(
 )
 
 
+def _import(config: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Our state dict from the file's tensors; CheckpointError when their shapes do not fit together."""
+    try:
+        return import_state(FAMILY, config, tensors, str(path))
+    except RuntimeError as err:  # torch.cat of pieces whose shapes do not fit together
+        raise CheckpointError(f"{path}: tensor shapes do not fit the GGUF metadata ({err}); the file is damaged") from None
+
+
 def load_gguf(path: str | Path, dtype: str | None = None) -> PolyformerModel:
     """A PolyformerModel (decoder + LM head) in eval mode from a llama-architecture GGUF file.
 
@@ -228,18 +234,18 @@ def load_gguf(path: str | Path, dtype: str | None = None) -> PolyformerModel:
     every tensor; "bfloat16" / "int8" dequantize, then convert as `polyformer.precision` does.
     """
     path = Path(path)
-    reader = open_gguf(path)
-    meta = _metadata(reader)
-    config = config_from_gguf(meta, {tensor.name for tensor in reader.tensors}, path)
+    file = open_gguf(path)
+    config = config_from_gguf(_metadata(file), {tensor.name for tensor in file.tensors}, path)
+    _check_size(config, file.tensors, path)
     if dtype in (None, "native"):
         from polyformer.io.gguf_blocks import load_gguf_quantized
 
-        return load_gguf_quantized(reader, config, path)
+        return load_gguf_quantized(file, config, path)
     from polyformer.precision import apply_precision, parse_precision
 
     precision = parse_precision(dtype)
-    tensors = _read_tensors(reader, path, config.dim_head)
-    state = import_state(FAMILY, config, tensors, str(path))
+    tensors = _read_tensors(file.tensors, path, config.dim_head)
+    state = _import(config, tensors, path)
     model = PolyformerModel(config)
     load_into(model, state, set(), str(path))
     return apply_precision(model.eval(), precision)

@@ -23,7 +23,6 @@ from torch import nn
 from polyformer.config import ModelConfig
 from polyformer.core.positions import Rotary
 from polyformer.errors import CheckpointError
-from polyformer.io.hf.common import import_state
 from polyformer.models import PolyformerModel
 from polyformer.quantized import GROUP, Blocks, Int4Linear, QuantizedEmbedding
 
@@ -108,24 +107,28 @@ def _materialise(model: PolyformerModel, state: dict[str, torch.Tensor], path: P
             _set_module(model, name, Rotary(model.config.dim_head, model.config.rope_theta))
 
 
-def _read(reader, path: Path, head_dim: int) -> dict[str, torch.Tensor]:
-    """Every tensor: quantized ones as `raw_rows`, the rest dequantized; q/k rows in Llama's rotary order."""
-    from polyformer.io.gguf import _ROTARY_PERMUTED, _dequantize, unpermute_rotary
+def _read(file, path: Path, head_dim: int) -> dict[str, torch.Tensor]:
+    """Every tensor: quantized ones as `raw_rows`, the rest dequantized as `load_gguf` reads them."""
+    from polyformer.io.gguf import _read_tensors
 
-    tensors: dict[str, torch.Tensor] = {}
-    for tensor in reader.tensors:
-        value = raw_rows(tensor) if block_kind(tensor) else _dequantize(tensor, path)
-        if tensor.name.endswith(_ROTARY_PERMUTED):
-            value = unpermute_rotary(value, head_dim)
-        tensors[tensor.name] = value
-    return tensors
+    raw = {tensor.name: raw_rows(tensor) for tensor in file.tensors if block_kind(tensor)}
+    tensors = _read_tensors([tensor for tensor in file.tensors if not block_kind(tensor)], path, head_dim)
+    return {**_unpermuted(raw, head_dim), **tensors}
 
 
-def load_gguf_quantized(reader, config: ModelConfig, path: Path) -> PolyformerModel:
+def _unpermuted(raw: dict[str, torch.Tensor], head_dim: int) -> dict[str, torch.Tensor]:
+    """Query/key block rows back in Llama's rotary order (whole rows move, so blocks stay intact)."""
+    from polyformer.io.gguf import _ROTARY_PERMUTED, unpermute_rotary
+
+    return {name: unpermute_rotary(value, head_dim) if name.endswith(_ROTARY_PERMUTED) else value
+            for name, value in raw.items()}
+
+
+def load_gguf_quantized(file, config: ModelConfig, path: Path) -> PolyformerModel:
     """The model of an open GGUF file with its Q4_0 / Q4_1 / Q8_0 tensors kept quantized."""
-    from polyformer.io.gguf import FAMILY
+    from polyformer.io.gguf import _import
 
-    state = import_state(FAMILY, config, _read(reader, path, config.dim_head), str(path))
+    state = _import(config, _read(file, path, config.dim_head), path)
     with torch.device("meta"):
         model = PolyformerModel(config)
     _quantized_modules(model, state)

@@ -1,35 +1,23 @@
 """`pf.load` / `pf.save`: one entry point for every checkpoint layout polyformer reads.
 
-A catalog name, a Hugging Face folder, a sentence-transformers folder, a GGUF file or a native
-polyformer folder — recognised by what is on disk, not by flags.
+A Hugging Face folder, a sentence-transformers folder, a GGUF file or a native polyformer folder —
+recognised by what is on disk, not by flags — given as a path, a run directory, a catalog name or
+a hub id (`polyformer.locations.resolve`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from polyformer.errors import CheckpointError, UnknownModelError
+from polyformer.errors import UnknownModelError
 from polyformer.io.hf import load_hf, save_hf
 from polyformer.io.native import is_native, load_native, save_native
 from polyformer.io.safetensors_io import PICKLE_SUFFIXES
+from polyformer.locations import resolve
 from polyformer.models import PolyformerModel
 
 FORMATS = ("native", "hf")
-
-
-def resolve(path_or_name: str | Path) -> Path:
-    """A local path for a path or a catalog name; a clear error when it is neither."""
-    path = Path(path_or_name)
-    if path.exists():
-        return path
-    from polyformer.data import catalog  # imported lazily: the catalog may download
-
-    if catalog.is_catalog_name(str(path_or_name)):
-        return catalog.fetch(str(path_or_name))
-    raise CheckpointError(
-        f"{path_or_name}: no such file or directory, and not a catalog name "
-        "(see `polyformer data list`)"
-    )
 
 
 def transformer_folder(directory: Path) -> Path:
@@ -77,10 +65,19 @@ def _load_file_or_folder(path: Path, head: str | None, allow_pickle: bool, overr
     return load_hf(folder, head=head, allow_pickle=allow_pickle, **overrides)
 
 
-def save(model: PolyformerModel, out_dir: str | Path, format: str = "native") -> Path:
-    """Write a model as a polyformer folder (native) or a transformers folder (hf)."""
+def save(model: PolyformerModel, out_dir: str | Path, format: str = "native", tokenizer: Any = None) -> Path:
+    """Write a model as a polyformer folder (native) or a transformers folder (hf), with its tokenizer when given.
+
+    `format="hf"` writes what `transformers.pipeline(task, out_dir)` loads: config.json (labels as
+    id2label), model.safetensors, generation_config.json for generative models and the tokenizer.
+    """
     if format not in FORMATS:
         raise UnknownModelError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out_dir)
-    (save_hf if format == "hf" else save_native)(model, out)
+    if format == "hf":
+        save_hf(model, out, tokenizer)
+    else:
+        save_native(model, out)
+        if tokenizer is not None:
+            tokenizer.save(out)
     return out

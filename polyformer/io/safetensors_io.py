@@ -38,7 +38,10 @@ def _check_safetensors_header(path: Path) -> None:
             header = json.loads(handle.read(header_len))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise CheckpointError(f"{path}: corrupted safetensors header (not JSON)") from None
-    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    try:
+        ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: corrupted safetensors header (not a table of tensors and their offsets)") from None
     if ends and 8 + header_len + max(ends) > size:
         raise CheckpointError(
             f"{path}: truncated safetensors file ({size} bytes, tensors need {8 + header_len + max(ends)}); "

@@ -152,8 +152,7 @@ def write_folder(
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_hf(model, directory)
-    tokenizer.save(directory)
+    save_hf(model, directory, tokenizer)
     write_json({"max_seq_length": max_seq_length, "do_lower_case": do_lower_case}, directory / TRANSFORMER_CONFIG)
     write_json(pooling_config(pooling, model.config.hidden_size), directory / POOLING_DIR / "config.json")
     modules = [("Transformer", ""), ("Pooling", POOLING_DIR)]

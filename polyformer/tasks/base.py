@@ -46,6 +46,7 @@ class Evaluation:
 
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, per-type report, ...
+    task: str = ""  # the task evaluated (classify, ner, pair, qa)
 
 
 class Task(Protocol):

@@ -1,8 +1,8 @@
 """Models for the tasks: load any checkpoint with its tokenizer, give it a task head, check heads.
 
-`load_pretrained` reads what `pf.load` reads — a catalog name, a Hugging Face or
-sentence-transformers folder, a GGUF file, a native folder — and also a polyformer run directory
-(pretraining or fine-tuning), whose `model/` folder holds the weights and the tokenizer.
+`load_pretrained` reads what `pf.load` reads — a Hugging Face or sentence-transformers folder, a
+GGUF file, a native folder, a polyformer run directory (its `model/` folder holds the weights and
+the tokenizer), a catalog name or a hub id — together with its tokenizer.
 
 `with_head` gives a model a fresh task head on the same body, whatever its form and whatever head
 it had (an LM, MLM, NSP or another task's): the body's weights are copied, the head starts from
@@ -17,9 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from polyformer.config import POOLINGS
 from polyformer.errors import ConfigError
-from polyformer.io.loader import load, resolve
+from polyformer.io.loader import load
+from polyformer.locations import resolve
 from polyformer.models import PolyformerModel
 from polyformer.tokenizers import Tokenizer, load_tokenizer
 
@@ -28,18 +31,14 @@ TASK_HEADS = ("sequence-classification", "token-classification", "question-answe
 _HEAD_TASKS = {"sequence-classification": "classify (or pair)", "token-classification": "ner", "question-answering": "qa"}
 
 
-def model_location(spec: str | Path) -> Path:
-    """The checkpoint a model spec names; a run directory stands for its `model/` folder."""
-    path = resolve(spec)
-    if path.is_dir() and not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
-        return path / "model"
-    return path
-
-
 def load_pretrained(spec: str | Path) -> tuple[PolyformerModel, Tokenizer, Path]:
     """(model, tokenizer, where it was found) for a model spec."""
-    location = model_location(spec)
-    model = load(location, dtype="float32")  # a GGUF file dequantized: task models train and swap heads
+    location = resolve(spec)
+    # building the model draws an initialisation that the stored weights then replace; forking
+    # the generator keeps that out of the run's seeded stream, so a fresh head's weights do not
+    # depend on which loader read the body
+    with torch.random.fork_rng(devices=[]):
+        model = load(location, dtype="float32")  # a GGUF file dequantized: task models train and swap heads
     return model, load_tokenizer(location), location
 
 

@@ -15,8 +15,8 @@ embeddings).
 The run directory holds the trainer's files (run.yaml, metrics.csv, plot.png, checkpoints/)
 plus `finetune.yaml` (this spec), `dev_metrics.json` (the best evaluation) and `model/`: the best
 weights as a native folder with the tokenizer beside them, labels in its config (`labels`) and
-the task settings in `extra` — `pf.load(RUN_DIR/model)`; `pf.save(model, d, format="hf")` for
-transformers.
+the task settings in `extra` (`task` among them: what `evaluate` / `predict` run when no task is
+named) — `pf.load(RUN_DIR)`; `polyformer convert RUN_DIR d --to hf` for transformers' pipelines.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ from polyformer.tasks.base import Evaluation, Task, TaskOptions, report_truncati
 from polyformer.tasks.batches import ExampleSource
 from polyformer.tasks.datasets import Columns
 from polyformer.tasks.encoding import TaskTokenizer
+from polyformer.tasks.inference import task_for
 from polyformer.tasks.models import load_pretrained, require_head, with_head
 from polyformer.tokenizers import Tokenizer
-from polyformer.training.checkpoint import BEST, CHECKPOINTS
+from polyformer.training.checkpoint import BEST, CHECKPOINTS, seed_everything
 from polyformer.training.trainer import TrainConfig, Trainer
 
 SPEC_FILE = "finetune.yaml"
@@ -89,6 +90,7 @@ class FinetuneSpec:
     patience: int | None = 3  # evaluations without improvement before stopping; None: never stop early
     dev_limit: int | None = None  # evaluate on the first N dev examples only (quick runs)
     seed: int = 0
+    deterministic: bool = False  # CUDA: deterministic kernels (TrainConfig.deterministic)
     device: str = "auto"
     dtype: str = "float32"
     regression: bool | None = None
@@ -159,12 +161,12 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
     task, options, out = get_task(spec.task), spec.options(), Path(spec.out)
     if (out / SPEC_FILE).exists():
         raise ConfigError(f"{out}: already holds a fine-tuning run; choose another --out")
+    seed_everything(spec.seed)  # first: the fresh head, dropout and data order come from the run's seed
     model, tokenizer, _ = load_pretrained(spec.model)
     train, dev = _train_and_dev(task, spec, options)
     max_length = max_length_for(task, model, spec.max_length)
     settings = task.head_settings(train, options)
     settings["extra"] = {**settings.get("extra", {}), "task": spec.task, "max_length": max_length}
-    torch.manual_seed(spec.seed)  # the fresh head's initialisation
     model = with_head(model, task.head(options), pooling=spec.pooling, **settings)
     task.check(dev, model, f"the training data ({spec.data})")
     encoder = TaskTokenizer(tokenizer, max_length)
@@ -206,7 +208,8 @@ def _train_config(spec: FinetuneSpec, steps_per_epoch: int, metric: str) -> Trai
         max_steps=max_steps, micro_batches=spec.micro_batches, lr=spec.lr, min_lr=0.0,
         warmup_steps=int(spec.warmup_ratio * max_steps), schedule="linear", weight_decay=spec.weight_decay,
         betas=(0.9, 0.999), grad_clip=1.0, dtype=spec.dtype, eval_every=min(spec.eval_every or steps_per_epoch, max_steps),
-        eval_batches=0, save_every=0, keep_last=1, seed=spec.seed, out_dir=spec.out, device=spec.device,
+        eval_batches=0, save_every=0, keep_last=1, seed=spec.seed, deterministic=spec.deterministic,
+        out_dir=spec.out, device=spec.device,
         metric_for_best=f"eval_{metric}", greater_is_better=True, early_stopping_patience=spec.patience,
         progress=spec.progress,
     )
@@ -220,19 +223,32 @@ def _best_metrics(best_dir: Path, history: list[dict[str, Any]]) -> dict[str, fl
 
 
 # ---- evaluation and prediction ----------------------------------------------------------------
-def load_for_task(task: Task, model: str | Path | PolyformerModel, tokenizer: Tokenizer | None,
-                  options: TaskOptions) -> tuple[PolyformerModel, TaskTokenizer]:
-    """A fine-tuned model with the task's head, and the tokenizer that feeds it; clear errors otherwise."""
+def load_for_task(task_name: str | None, model: str | Path | PolyformerModel, tokenizer: Tokenizer | None,
+                  options: TaskOptions, verb: str = "predict") -> tuple[Task, PolyformerModel, TaskTokenizer]:
+    """The recipe (the one named, else the model's own), the model with its head, and the tokenizer that feeds it."""
+    if task_name is not None:
+        get_task(task_name)  # a wrong name fails before the model is loaded
+    loaded, tokenizer, where = loaded_model(model, tokenizer)
+    task = get_task(task_for(task_name, loaded.config, where, verb))
+    return task, *for_task(task, loaded, tokenizer, where, options)
+
+
+def loaded_model(model: str | Path | PolyformerModel, tokenizer: Tokenizer | None) -> tuple[PolyformerModel, Tokenizer, str]:
+    """(model, tokenizer, how to name it in messages) for a model spec, or for a model object with its tokenizer."""
     if isinstance(model, PolyformerModel):
         if tokenizer is None:
             raise ConfigError("pass the tokenizer with a model object (tokenizer=pf.load_tokenizer(path))")
-        loaded, where = model, "the model"
-    else:
-        loaded, tokenizer, _ = load_pretrained(model)
-        where = str(model)
-    require_head(loaded, task.head(options, loaded), where, prompt_hint=task.name == "classify")
-    loaded = loaded.to(inference_device(options.device)).eval()
-    return loaded, TaskTokenizer(tokenizer, max_length_for(task, loaded, options.max_length))
+        return model, tokenizer, "the model"
+    loaded, found, _ = load_pretrained(model)
+    return loaded, tokenizer or found, str(model)
+
+
+def for_task(task: Task, model: PolyformerModel, tokenizer: Tokenizer, where: str,
+             options: TaskOptions) -> tuple[PolyformerModel, TaskTokenizer]:
+    """The model on its inference device, checked to have the task's head; clear errors otherwise."""
+    require_head(model, task.head(options, model), where, prompt_hint=task.name == "classify")
+    model = model.to(inference_device(options.device)).eval()
+    return model, TaskTokenizer(tokenizer, max_length_for(task, model, options.max_length))
 
 
 def inference_device(device: str) -> torch.device:
@@ -247,14 +263,19 @@ def default_split(task: Task, data: str) -> str:
     return "test" if data == task.builtin else "all"
 
 
-def evaluate(task_name: str, model: str | Path | PolyformerModel, data: str, split: str | None = None,
+def evaluate(task_name: str | None, model: str | Path | PolyformerModel, data: str, split: str | None = None,
              options: TaskOptions | None = None, tokenizer: Tokenizer | None = None) -> Evaluation:
-    """Metrics of a fine-tuned model on a split of labelled data (unknown labels are an error)."""
-    task, options = get_task(task_name), options or TaskOptions()
-    loaded, encoder = load_for_task(task, model, tokenizer, options)
+    """Metrics of a fine-tuned model on a split of labelled data (unknown labels are an error).
+
+    `task_name=None` evaluates the task the model was fine-tuned for (`polyformer.tasks.inference`).
+    """
+    options = options or TaskOptions()
+    task, loaded, encoder = load_for_task(task_name, model, tokenizer, options, verb="evaluate")
     examples = task.load(data, split or default_split(task, data), options)
     task.check(examples, loaded, f"the model ({model if not isinstance(model, PolyformerModel) else 'given'})")
-    return task.evaluate(loaded, encoder, examples, options)
+    result = task.evaluate(loaded, encoder, examples, options)
+    result.task = task.name
+    return result
 
 
 def located(items: Iterable[Any], source: str = "input") -> Iterator[tuple[str, Any]]:
@@ -262,12 +283,36 @@ def located(items: Iterable[Any], source: str = "input") -> Iterator[tuple[str, 
     return ((f"{source}[{index}]", item) for index, item in enumerate(items))
 
 
-def predict(task_name: str, model: str | Path | PolyformerModel, inputs: Iterable[Any],
-            options: TaskOptions | None = None, tokenizer: Tokenizer | None = None) -> Iterator[dict[str, Any]]:
-    """Predictions for each input (strings or records), streamed in chunks."""
-    task, options = get_task(task_name), options or TaskOptions()
-    loaded, encoder = load_for_task(task, model, tokenizer, options)
-    yield from predict_with(task, loaded, encoder, located(inputs), options)
+def predict(task_name: str | None, model: str | Path | PolyformerModel, inputs: Iterable[Any],
+            options: TaskOptions | None = None, tokenizer: Tokenizer | None = None,
+            top_k: int = 5) -> Iterator[dict[str, Any]]:
+    """Predictions for each input (strings or records), streamed in chunks.
+
+    `task_name=None` runs the model's own task (`polyformer.tasks.inference`), fill-mask included
+    (`top_k` tokens per mask).
+    """
+    yield from predict_located(task_name, model, located(inputs), options, tokenizer, top_k)
+
+
+def predict_located(task_name: str | None, model: str | Path | PolyformerModel, inputs: Iterable[tuple[str, Any]],
+                    options: TaskOptions | None = None, tokenizer: Tokenizer | None = None,
+                    top_k: int = 5) -> Iterator[dict[str, Any]]:
+    """`predict` for (where, raw item) inputs, as `polyformer.tasks.datasets.read_inputs` gives them."""
+    options = options or TaskOptions()
+    if task_name not in (None, "fill-mask"):
+        get_task(task_name)  # a wrong name fails before the model is loaded
+    loaded, tokenizer, where = loaded_model(model, tokenizer)
+    name = task_for(task_name, loaded.config, where, "predict")
+    if name == "fill-mask":
+        from polyformer.tasks.classify import CLASSIFY
+        from polyformer.tasks.fill_mask import fill_mask_rows
+
+        texts = (CLASSIFY.parse_input(item, at, options).text for at, item in inputs)
+        yield from fill_mask_rows(loaded.to(inference_device(options.device)).eval(), tokenizer, texts, top_k)
+        return
+    task = get_task(name)
+    ready, encoder = for_task(task, loaded, tokenizer, where, options)
+    yield from predict_with(task, ready, encoder, inputs, options)
 
 
 def predict_with(task: Task, model: PolyformerModel, encoder: TaskTokenizer, inputs: Iterable[tuple[str, Any]],

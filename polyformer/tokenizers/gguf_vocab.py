@@ -33,6 +33,7 @@ from tokenizers import decoders, pre_tokenizers
 from tokenizers.models import BPE
 
 from polyformer.errors import TokenizerError
+from polyformer.gguf_file import open_gguf_file
 from polyformer.tokenizers.pipelines import (
     add_special_tokens,
     byte_level_pipeline,
@@ -94,7 +95,10 @@ def load_gguf_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
 
 
 def read_gguf_vocab(path: str | os.PathLike[str]) -> GGUFVocab:
-    """The tokenizer metadata of a GGUF file (cached per file version: `GGUFReader` parses slowly)."""
+    """The tokenizer metadata of a GGUF file (cached per file version: parsing a vocabulary is slow).
+
+    TokenizerError naming the file when it is missing, truncated or damaged.
+    """
     file = Path(path)
     stat = _stat(file)
     return _read_cached(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
@@ -102,16 +106,22 @@ def read_gguf_vocab(path: str | os.PathLike[str]) -> GGUFVocab:
 
 def build_gguf_tokenizer(vocab: GGUFVocab, source: str = "GGUF") -> Tokenizer:
     """A `Tokenizer` equivalent to the one `vocab` describes."""
-    if vocab.hf_json:
-        backend = Backend.from_str(vocab.hf_json)
-    elif vocab.model == "gpt2":
-        backend = _byte_level_backend(vocab, source)
-    elif vocab.model == "llama":
-        backend = _sentencepiece_backend(vocab, source)
-    else:
+    if not vocab.hf_json and vocab.model not in ("gpt2", "llama"):
         raise TokenizerError(
             f"{source}: tokenizer.ggml.model {vocab.model!r} is not supported (supported: 'gpt2', 'llama')"
         )
+    try:
+        if vocab.hf_json:
+            backend = Backend.from_str(vocab.hf_json)
+        elif vocab.model == "gpt2":
+            backend = _byte_level_backend(vocab, source)
+        else:
+            backend = _sentencepiece_backend(vocab, source)
+    except TokenizerError:
+        raise
+    except Exception as error:  # the Rust library raises plain Exception (e.g. a merge of unknown tokens)
+        raise TokenizerError(f"{source}: the GGUF vocabulary does not make a tokenizer ({error}); "
+                             "the file is damaged; re-download or re-convert it") from None
     special = SpecialTokens(
         bos=vocab.token(vocab.bos_id), eos=vocab.token(vocab.eos_id),
         unk=vocab.token(vocab.unk_id), pad=vocab.token(vocab.pad_id),
@@ -201,40 +211,32 @@ def _stat(file: Path) -> os.stat_result:
 def _read_cached(path: str, mtime_ns: int, size: int) -> GGUFVocab:
     import gguf
 
-    try:
-        fields = gguf.GGUFReader(path).fields
-    except Exception as error:  # the reader raises ValueError, IndexError, struct errors ... on bad files
-        raise TokenizerError(f"{path}: not a readable GGUF file ({error}); re-download or re-convert it") from None
-
-    def get(key: str) -> Any:
-        field = fields.get(key)
-        return None if field is None else field.contents()
-
+    file = open_gguf_file(path, TokenizerError)  # bounds-checked; values decoded and type-checked on request
     keys = gguf.Keys.Tokenizer
-    tokens = get(keys.LIST)
+    tokens = file.value(keys.LIST, str)
     if not tokens:
         raise TokenizerError(f"{path}: no {keys.LIST} metadata; this GGUF carries no vocabulary")
-    architecture = get(gguf.Keys.General.ARCHITECTURE)
-    types = get(keys.TOKEN_TYPE) or [NORMAL] * len(tokens)
+    architecture = file.value(gguf.Keys.General.ARCHITECTURE, str)
+    types = file.value(keys.TOKEN_TYPE, int) or [NORMAL] * len(tokens)
     if len(types) != len(tokens):
         raise TokenizerError(f"{path}: {len(tokens)} tokens but {len(types)} token types; the file is corrupt")
-    scores = get(keys.SCORES)
-    merges = get(keys.MERGES)
+    scores = file.value(keys.SCORES, float)
+    merges = file.value(keys.MERGES, str)
     return GGUFVocab(
-        model=get(keys.MODEL) or "",
-        pre=get(keys.PRE),
+        model=file.value(keys.MODEL, str) or "",
+        pre=file.value(keys.PRE, str),
         tokens=tuple(tokens),
         token_types=tuple(types),
         scores=tuple(scores) if scores else None,
         merges=tuple(merges) if merges else None,
-        bos_id=get(keys.BOS_ID),
-        eos_id=get(keys.EOS_ID),
-        unk_id=get(keys.UNK_ID),
-        pad_id=get(keys.PAD_ID),
-        add_bos=get(keys.ADD_BOS),
-        add_eos=get(keys.ADD_EOS),
-        add_space_prefix=get(keys.ADD_PREFIX),
-        chat_template=get(keys.CHAT_TEMPLATE),
-        context_length=get(gguf.Keys.LLM.CONTEXT_LENGTH.format(arch=architecture)) if architecture else None,
-        hf_json=get(keys.HF_JSON),
+        bos_id=file.value(keys.BOS_ID, int),
+        eos_id=file.value(keys.EOS_ID, int),
+        unk_id=file.value(keys.UNK_ID, int),
+        pad_id=file.value(keys.PAD_ID, int),
+        add_bos=file.value(keys.ADD_BOS, bool),
+        add_eos=file.value(keys.ADD_EOS, bool),
+        add_space_prefix=file.value(keys.ADD_PREFIX, bool),
+        chat_template=file.value(keys.CHAT_TEMPLATE, str),
+        context_length=file.value(gguf.Keys.LLM.CONTEXT_LENGTH.format(arch=architecture), int) if architecture else None,
+        hf_json=file.value(keys.HF_JSON, str),
     )

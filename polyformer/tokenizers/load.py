@@ -4,7 +4,7 @@ It looks at what is there and dispatches:
 
 | given                                   | read as                                        |
 |-----------------------------------------|------------------------------------------------|
-| catalog name (`all-MiniLM-L6-v2`, ...)  | fetched by `polyformer.data.catalog`, then below |
+| path, run directory, catalog name or hub id | located by `polyformer.locations.resolve`, then below |
 | `tokenizer.json` (file or in a dir)     | serialised `tokenizers` + HF configs beside it |
 | `vocab.json`/`encoder.json` + `merges.txt`/`vocab.bpe` | GPT-2 byte-level BPE            |
 | `vocab.txt`                             | BERT WordPiece                                 |
@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from polyformer.errors import TokenizerError
+from polyformer.locations import resolve
 from polyformer.tokenizers.char import CHAR_TOKENIZER_FILE, CharTokenizer
 from polyformer.tokenizers.gguf_vocab import load_gguf_tokenizer
 from polyformer.tokenizers.hf_files import load_gpt2_bpe, load_tokenizer_json, load_wordpiece_vocab
@@ -34,26 +35,24 @@ _LOOKED_FOR = ("tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bp
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer | CharTokenizer:
-    """The tokenizer at `path` (a file, a directory or a catalog name)."""
-    location = _resolve(path)
-    if location.is_file():
-        return _load_file(location)
-    if location.is_dir():
-        return _load_dir(location)
-    raise TokenizerError(f"{location}: no such file or directory (give a tokenizer file, a model directory "
-                         "or a catalog name such as 'all-MiniLM-L6-v2')")
+    """The tokenizer at `path` (a file, a directory, a run directory, a catalog name or a hub id)."""
+    location = resolve(path, TokenizerError)
+    found = _read(location)
+    if found is None:
+        raise TokenizerError(f"{location}: no tokenizer found; expected {_LOOKED_FOR}")
+    return found
 
 
-def _resolve(path: str | os.PathLike[str]) -> Path:
-    """A local path as given, or the fetched path of a catalog name that is not a local path."""
-    location = Path(path)
-    if location.exists() or not isinstance(path, str):
-        return location
-    try:
-        from polyformer.data.catalog import fetch, is_catalog_name
-    except ImportError:
-        return location
-    return Path(fetch(path)) if is_catalog_name(path) else location
+def find_tokenizer(path: str | os.PathLike[str]) -> Tokenizer | CharTokenizer | None:
+    """The tokenizer at `path`, or None when its folder holds no tokenizer files (a model saved without one).
+
+    Tokenizer files that are there but broken are still a TokenizerError.
+    """
+    return _read(resolve(path, TokenizerError))
+
+
+def _read(location: Path) -> Tokenizer | CharTokenizer | None:
+    return _load_file(location) if location.is_file() else _load_dir(location)
 
 
 def _load_file(file: Path) -> Tokenizer | CharTokenizer:
@@ -72,7 +71,7 @@ def _load_file(file: Path) -> Tokenizer | CharTokenizer:
     raise TokenizerError(f"{file}: unknown tokenizer file; expected {_LOOKED_FOR}")
 
 
-def _load_dir(directory: Path) -> Tokenizer | CharTokenizer:
+def _load_dir(directory: Path) -> Tokenizer | CharTokenizer | None:
     if (directory / CHAR_TOKENIZER_FILE).is_file():
         return CharTokenizer.load(directory / CHAR_TOKENIZER_FILE)
     if (directory / TOKENIZER_FILE).is_file():
@@ -90,7 +89,7 @@ def _load_dir(directory: Path) -> Tokenizer | CharTokenizer:
         raise TokenizerError(f"{directory}: holds several GGUF files ({names}); pass one of them")
     if (directory / _SENTENCE_TRANSFORMERS_MODULE).is_dir():
         return _load_dir(directory / _SENTENCE_TRANSFORMERS_MODULE)
-    raise TokenizerError(f"{directory}: no tokenizer found; expected {_LOOKED_FOR}")
+    return None
 
 
 def _load_gpt2_pair(directory: Path, vocab_name: str, merges_name: str) -> Tokenizer:

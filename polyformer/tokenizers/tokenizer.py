@@ -36,6 +36,7 @@ from tokenizers import Tokenizer as Backend
 
 from polyformer.errors import TokenizerError
 from polyformer.tokenizers.chat import render_chat
+from polyformer.tokenizers.hf_export import VOCAB_FILE, class_config, wordpiece_vocab
 from polyformer.tokenizers.pipelines import add_special_tokens
 from polyformer.tokenizers.special import SpecialTokens
 
@@ -303,28 +304,38 @@ class Tokenizer:
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write `tokenizer.json` and a HF-compatible `tokenizer_config.json`; returns the directory."""
+        """Write `tokenizer.json` and `tokenizer_config.json` (+ `vocab.txt` for WordPiece) that
+        polyformer and transformers' `AutoTokenizer` both load; returns the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            self._backend.no_truncation()
-            self._backend.no_padding()
-            backend_json = self._backend.to_str(pretty=False)
+        backend_json = self._serialised()
         _write_atomic(out / TOKENIZER_FILE, backend_json)
         _write_atomic(out / CONFIG_FILE, json.dumps(self.config(), indent=2, ensure_ascii=False))
+        vocab = wordpiece_vocab(json.loads(backend_json))
+        if vocab is not None:
+            _write_atomic(out / VOCAB_FILE, "".join(f"{token}\n" for token in vocab))
         return out
 
     def config(self) -> dict[str, Any]:
-        """The metadata `save` writes: special tokens, chat template, context length, input names."""
+        """The metadata `save` writes: tokenizer class, special tokens, chat template, context length, input names."""
         names = ["input_ids", "token_type_ids", "attention_mask"] if self.returns_token_type_ids else \
             ["input_ids", "attention_mask"]
-        config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", **self.special.to_config(),
-                                  "model_input_names": names, "clean_up_tokenization_spaces": False}
+        backend = json.loads(self._serialised())
+        config: dict[str, Any] = {**class_config(backend, self.special.cls, self.special.sep),
+                                  **self.special.to_config(), "model_input_names": names,
+                                  "clean_up_tokenization_spaces": False}
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
         if self.chat_template:
             config["chat_template"] = self.chat_template
         return config
+
+    def _serialised(self) -> str:
+        """The backend as `tokenizer.json` text, without per-call truncation or padding."""
+        with self._lock:
+            self._backend.no_truncation()
+            self._backend.no_padding()
+            return self._backend.to_str(pretty=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:

@@ -4,6 +4,13 @@ The `tokenizers` trainers do the counting and merging; this module assembles the
 around them (`pipelines.py`) and streams the corpus to them: texts are yielded one at a time
 and files are read line by line, so a corpus never has to fit in memory.
 
+Training is repeatable: the same corpus gives the same vocabulary in every process. The
+WordPiece trainer on its own is not — it numbers the `##x` tokens in hash-map order, which
+changes from process to process and breaks ties between merges differently
+(huggingface/tokenizers#1794) — so `train_wordpiece` reads the corpus once more first and names
+those tokens itself, sorted, right after the special tokens. (A corpus given as a one-shot
+iterator is kept in memory for the second reading.)
+
 A corpus is given as either
 - a path (`str` or `Path`) to one text file,
 - an iterable of texts (`str`) and/or files (`Path`), e.g. a list of strings, a generator, or
@@ -16,6 +23,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from tokenizers import Tokenizer as Backend
 from tokenizers import pre_tokenizers, trainers
 from tokenizers.models import BPE, WordPiece
 
@@ -44,8 +52,10 @@ def train_wordpiece(
         specials = [*specials, unk]
     options = BertOptions(lowercase=lowercase, cls_token=roles.cls or "[CLS]", sep_token=roles.sep or "[SEP]")
     backend = bert_pipeline(WordPiece(unk_token=unk, max_input_chars_per_word=100), options)
+    corpus = list(corpus) if isinstance(corpus, Iterator) else corpus  # read twice below
+    subwords = _continuing_subwords(backend, _texts(corpus), "##")
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[*specials, *subwords],
         continuing_subword_prefix="##", show_progress=False,
     )
     backend.train_from_iterator(_texts(corpus), trainer=trainer)
@@ -82,6 +92,21 @@ def _check(vocab_size: int, min_frequency: int, special_tokens: Sequence[str]) -
     if isinstance(special_tokens, str) or not all(isinstance(t, str) and t for t in special_tokens):
         raise TokenizerError("special_tokens must be a list of non-empty strings")
     return list(dict.fromkeys(special_tokens))
+
+
+def _continuing_subwords(backend: Backend, texts: Iterable[str], prefix: str) -> list[str]:
+    """`prefix + c` for every character that follows another inside a word of `texts`, sorted.
+
+    Words are what the trainer sees: the backend's normaliser, then its pre-tokenizer. Given to
+    the trainer as (provisional) special tokens, these get fixed ids before training starts; the
+    pipeline rebuilt from the trained model does not keep them special.
+    """
+    normalizer, pre_tokenizer = backend.normalizer, backend.pre_tokenizer
+    inner: set[str] = set()
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            inner.update(word[1:])
+    return [prefix + char for char in sorted(inner)]
 
 
 def _with_extra(roles: SpecialTokens, specials: list[str]) -> SpecialTokens:

@@ -113,6 +113,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python's `random`, numpy's global generator and torch (the CPU and every CUDA device).
+
+    The one seeding function of polyformer. Each entry point that trains calls it first, with the
+    run's seed, before anything random is drawn: `pretrain.run` (initial weights; the demo trains
+    through it), `tasks.recipe.finetune` (the fresh head), `embeddings.training.train_contrastive`
+    (embed-train), and any recipe built on those. The trainer calls it once more at step 0 with
+    seed + rank, so each rank has its own dropout stream; a resumed run restores the saved states
+    instead (`set_rng_state`). torch starts every process from a random seed, so a model built
+    before this call would differ from run to run.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device

@@ -10,7 +10,9 @@ The three forms of the Transformer, trained the way the source material describe
 The run directory holds `pretrain.yaml` (this spec), `tokenizer/`, the trainer's files
 (run.yaml, metrics.csv, checkpoints/, plot.png) and, at the end, `model/` — a native folder with
 the tokenizer beside the weights, so `pf.load(run/model)` and `pf.load_tokenizer(run/model)` work.
-`resume(run_dir)` rebuilds everything from `pretrain.yaml` and continues bit-exactly.
+`run` seeds every generator from `train.seed` before building anything, so the same spec gives
+the same run in a new process; `resume(run_dir)` rebuilds everything from `pretrain.yaml` and
+continues bit-exactly, logging what an uninterrupted run logs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from polyformer.data.sources import CausalLMSource, MLMSource, Seq2SeqSource
 from polyformer.errors import ConfigError, DataError, PolyformerError
 from polyformer.tokenizers import CharTokenizer, Tokenizer, load_tokenizer, train_bpe, train_wordpiece
 from polyformer.training import distributed as dist
+from polyformer.training.checkpoint import seed_everything
 from polyformer.training.objectives import CausalLM, MaskedLM, Seq2SeqLM
 from polyformer.training.trainer import TrainConfig, Trainer
 
@@ -200,6 +203,7 @@ def run(spec: PretrainSpec, out_dir: str | Path, resume: bool = False) -> list[d
 
     out = Path(out_dir)
     train_config = spec.train_config(out)
+    seed_everything(train_config.seed)  # first: the initial weights come from the run's seed, on every rank
     info, _ = dist.init_distributed(train_config.device)
     failure: str | None = None
     if info.is_main:

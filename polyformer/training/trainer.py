@@ -15,18 +15,21 @@ DDP / FSDP average gradients over ranks.
 
 Around that: a learning rate that is a pure function of the step (schedules.py), AdamW with
 weight-decay groups (optim.py), bf16/fp16 autocast (fp16 with a GradScaler), gradient clipping,
-TF32 matmuls on CUDA, optional torch.compile, periodic evaluation (mean loss over
-`source.eval_batches()` plus an optional `evaluate(model) -> dict` hook), the best checkpoint by
-`metric_for_best`, early stopping, and atomic checkpoints every `save_every` steps
-(checkpoint.py). Resuming restores weights, optimizer, grad scaler, every rank's RNG states and
-the loss history, refuses a run directory whose configuration differs, and rewrites the CSV log
-to the resumed step, so the log of a killed-and-resumed run equals an uninterrupted one.
+TF32 matmuls on CUDA (deterministic kernels with `deterministic=True`), optional torch.compile,
+periodic evaluation (mean loss over `source.eval_batches()` plus an optional
+`evaluate(model) -> dict` hook), the best checkpoint by `metric_for_best`, early stopping, and
+atomic checkpoints every `save_every` steps (checkpoint.py). A fresh run seeds each rank with
+seed + rank at step 0 (the model itself is built, after `seed_everything(seed)`, by the caller).
+Resuming restores weights, optimizer, grad scaler, every rank's RNG states and the loss history,
+refuses a run directory whose configuration differs, and rewrites the CSV log to the resumed
+step, so the log of a killed-and-resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -55,7 +58,7 @@ RUN_FILE = "run.yaml"
 # TrainConfig fields that may change when a run is resumed (they do not change the updates).
 RESUMABLE_FIELDS = (
     "max_steps", "eval_every", "eval_batches", "save_every", "keep_last", "log_every", "out_dir",
-    "device", "compile", "progress", "tensorboard", "plot", "early_stopping_patience",
+    "device", "compile", "progress", "tensorboard", "plot", "early_stopping_patience", "deterministic",
 )
 
 
@@ -82,6 +85,7 @@ class TrainConfig:
     keep_last: int = 2
     log_every: int = 1
     seed: int = 0
+    deterministic: bool = False  # CUDA: deterministic kernels (see use_deterministic_kernels); CPU runs repeat without it
     out_dir: str | None = None  # None: train without writing anything
     device: str = "auto"
     metric_for_best: str = "eval_loss"
@@ -157,6 +161,17 @@ def _autocast(device: torch.device, dtype: str) -> AbstractContextManager:
     return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
 
 
+def use_deterministic_kernels() -> None:
+    """Make CUDA runs repeat bit for bit: cuBLAS with a fixed workspace, no cuDNN autotuning,
+    `torch.use_deterministic_algorithms` (warn-only: an op without a deterministic kernel warns by
+    name instead of stopping the run). CUBLAS_WORKSPACE_CONFIG is read when cuBLAS starts, so a
+    value set before the process does any CUDA work takes effect; one already set is kept."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def _improved(value: float, best: float | None, greater_is_better: bool) -> bool:
     if best is None:
         return True
@@ -191,6 +206,8 @@ class Trainer:
         """Join the process group, place and wrap the model, build the optimizer and grad scaler."""
         cfg = self.config
         self.info, self.device = dist.init_distributed(cfg.device)
+        if cfg.deterministic:
+            use_deterministic_kernels()
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from polyformer.config import ModelConfig
-from polyformer.errors import CheckpointError, ConfigError, UnknownModelError
+from polyformer.errors import CheckpointError, ConfigError, TokenizerError, UnknownModelError
 from polyformer.io.hf.common import Family, export_state, import_state, load_into
 from polyformer.io.safetensors_io import PICKLE_SUFFIXES, read_json, read_tensors, write_json, write_tensors
 from polyformer.models import PolyformerModel
 
 _FAMILY_MODULES = ("bert", "gpt2", "llama", "marian")
+GENERATION_CONFIG = "generation_config.json"
+_GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_eos_token_id")
 
 
 def families() -> dict[str, Family]:
@@ -92,8 +95,12 @@ def load_hf(directory: str | Path, head: str | None = None, allow_pickle: bool =
     return model.eval()
 
 
-def save_hf(model: PolyformerModel, directory: str | Path) -> None:
-    """Write config.json + model.safetensors that transformers' from_pretrained loads."""
+def save_hf(model: PolyformerModel, directory: str | Path, tokenizer: Any = None) -> None:
+    """Write the folder transformers' `from_pretrained` and `pipeline` load: config.json,
+    model.safetensors, generation_config.json for models that generate, and the tokenizer when given."""
+    if tokenizer is not None and not hasattr(tokenizer, "backend"):  # a CharTokenizer: no `tokenizers` pipeline
+        raise TokenizerError(f"{type(tokenizer).__name__} has no transformers equivalent; export the model without it "
+                             "(tokenizer=None) or save it in the native layout")
     directory = Path(directory)
     config = model.config
     matching = [family for family in families().values() if _can_export(family, config)]
@@ -104,6 +111,33 @@ def save_hf(model: PolyformerModel, directory: str | Path) -> None:
     state = export_state(family, config, model.state_dict())
     write_tensors(state, directory / "model.safetensors", metadata={"format": "pt"})
     write_json(hf_config, directory / "config.json")
+    if config.head == "lm":
+        write_json(generation_config(hf_config, tokenizer), directory / GENERATION_CONFIG)
+    if tokenizer is not None:
+        tokenizer.save(directory)
+
+
+def generation_config(hf_config: dict, tokenizer: Any = None) -> dict:
+    """`generation_config.json`: the special ids generation uses, from the model's config and its tokenizer.
+
+    EOS lists both the model's and the tokenizer's end token when they differ, since polyformer's
+    generation stops at either; ids outside the vocabulary are left out.
+    """
+    vocab = int(hf_config.get("vocab_size") or 0)
+    ids = {name: hf_config.get(name) for name in _GENERATION_IDS}
+    ends = [ids["eos_token_id"]]
+    if tokenizer is not None:
+        ids["bos_token_id"] = _first(ids["bos_token_id"], tokenizer.bos_token_id)
+        ids["pad_token_id"] = _first(ids["pad_token_id"], tokenizer.pad_token_id)
+        ends.append(tokenizer.eos_token_id)
+    known = [i for i in dict.fromkeys(ends) if i is not None and 0 <= i < vocab]
+    ids["eos_token_id"] = known[0] if len(known) == 1 else known or None
+    return {name: value for name, value in ids.items()
+            if value is not None and (isinstance(value, list) or 0 <= value < vocab)}
+
+
+def _first(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _can_export(family: Family, config: ModelConfig) -> bool:
@@ -114,4 +148,4 @@ def _can_export(family: Family, config: ModelConfig) -> bool:
     return True
 
 
-__all__ = ["PICKLE_SUFFIXES", "families", "load_hf", "read_state", "save_hf"]
+__all__ = ["GENERATION_CONFIG", "PICKLE_SUFFIXES", "families", "generation_config", "load_hf", "read_state", "save_hf"]
