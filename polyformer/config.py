@@ -74,6 +74,7 @@ class ModelConfig:
     activation: str = "gelu"
     attention_bias: bool = True
     mlp_bias: bool = True
+    norm_bias: bool = True  # LayerNorm's additive bias (nanoGPT-style models have none)
     dropout: float = 0.0
     attention_dropout: float = 0.0
     # heads

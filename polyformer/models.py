@@ -118,11 +118,13 @@ class PolyformerModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.embeddings.tokens.weight.device
+        tokens = self.embeddings.tokens  # an nn.Embedding, or a quantized table with its own device / dtype
+        return tokens.weight.device if isinstance(tokens, nn.Embedding) else tokens.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embeddings.tokens.weight.dtype
+        tokens = self.embeddings.tokens
+        return tokens.weight.dtype if isinstance(tokens, nn.Embedding) else tokens.dtype
 
     # ---- forward -------------------------------------------------------------------------
     def forward(

@@ -120,7 +120,7 @@ def chat(
     repetition_penalty: float = REPETITION_PENALTY,
     stop: Optional[list[str]] = STOP,
     seed: Optional[int] = SEED,
-    dtype: str = DTYPE,
+    dtype: Optional[str] = DTYPE,
     device: str = DEVICE,
     compile: Optional[bool] = COMPILE,
 ) -> None:

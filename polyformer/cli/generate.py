@@ -33,7 +33,7 @@ REPETITION_PENALTY = typer.Option(1.0, "--repetition-penalty", help="Penalise to
 STOP = typer.Option(None, "--stop", help="Stop at this string (repeatable); the text ends just before it.")
 STOP_TOKEN_ID = typer.Option(None, "--stop-token-id", help="Stop at this token id (repeatable; default: the model's EOS).")
 SEED = typer.Option(None, "--seed", help="Seed for sampling (same seed, same text).")
-DTYPE = typer.Option("float32", "--dtype", help="Weights: float32 | bfloat16 | int8 (see README, precision).")
+DTYPE = typer.Option(None, "--dtype", help="Weights: float32 | bfloat16 | int8 (default: as stored; a GGUF file keeps its 4-bit / 8-bit blocks on CPU).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
 COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the decode step (default: on CUDA only).")
 
@@ -103,7 +103,7 @@ def generate(
                                              help="Candidates per prompt: the n best beams, or n samples (needs --temperature > 0)."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated (--prompt, one sequence only)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts decoded together with --file."),
-    dtype: str = DTYPE,
+    dtype: Optional[str] = DTYPE,
     device: str = DEVICE,
     compile: Optional[bool] = COMPILE,
 ) -> None:

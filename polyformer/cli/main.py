@@ -39,6 +39,7 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.cluster",
     "polyformer.cli.generate",
     "polyformer.cli.chat",
+    "polyformer.cli.bench",
     "polyformer.cli.serve",
 ]
 

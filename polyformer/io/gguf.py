@@ -218,20 +218,37 @@ FAMILY = Family(
 )
 
 
-def load_gguf(path: str | Path) -> PolyformerModel:
-    """A float32 PolyformerModel (decoder + LM head) in eval mode from a llama-architecture GGUF file."""
+def _import(config: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Our state dict from the file's tensors; CheckpointError when their shapes do not fit together."""
+    try:
+        return import_state(FAMILY, config, tensors, str(path))
+    except RuntimeError as err:  # torch.cat of pieces whose shapes do not fit together
+        raise CheckpointError(f"{path}: tensor shapes do not fit the GGUF metadata ({err}); the file is damaged") from None
+
+
+def load_gguf(path: str | Path, dtype: str | None = None) -> PolyformerModel:
+    """A PolyformerModel (decoder + LM head) in eval mode from a llama-architecture GGUF file.
+
+    dtype None (or "native") keeps Q4_0 / Q4_1 / Q8_0 weights quantized in memory and multiplies
+    them with packed 4-bit CPU kernels (see `polyformer.io.gguf_blocks`); "float32" dequantizes
+    every tensor; "bfloat16" / "int8" dequantize, then convert as `polyformer.precision` does.
+    """
     path = Path(path)
     file = open_gguf(path)
     config = config_from_gguf(_metadata(file), {tensor.name for tensor in file.tensors}, path)
     _check_size(config, file.tensors, path)
+    if dtype in (None, "native"):
+        from polyformer.io.gguf_blocks import load_gguf_quantized
+
+        return load_gguf_quantized(file, config, path)
+    from polyformer.precision import apply_precision, parse_precision
+
+    precision = parse_precision(dtype)
     tensors = _read_tensors(file.tensors, path, config.dim_head)
-    try:
-        state = import_state(FAMILY, config, tensors, str(path))
-    except RuntimeError as err:  # torch.cat of pieces whose shapes do not fit together
-        raise CheckpointError(f"{path}: tensor shapes do not fit the GGUF metadata ({err}); the file is damaged") from None
+    state = _import(config, tensors, path)
     model = PolyformerModel(config)
     load_into(model, state, set(), str(path))
-    return model.eval()
+    return apply_precision(model.eval(), precision)
 
 
 __all__ = ["FAMILY", "config_from_gguf", "gguf_metadata", "load_gguf", "open_gguf", "unpermute_rotary"]

@@ -38,7 +38,7 @@ def load_pretrained(spec: str | Path) -> tuple[PolyformerModel, Tokenizer, Path]
     # the generator keeps that out of the run's seeded stream, so a fresh head's weights do not
     # depend on which loader read the body
     with torch.random.fork_rng(devices=[]):
-        model = load(location)
+        model = load(location, dtype="float32")  # a GGUF file dequantized: task models train and swap heads
     return model, load_tokenizer(location), location
 
 
