@@ -8,7 +8,7 @@ PYTHON3 ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lint test demo bench
+.PHONY: venv lint test demo bench bench-deps
 
 venv: $(STAMP)
 
@@ -27,5 +27,9 @@ test: lint
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-bench: $(STAMP)
+# The peers the benchmarks compare against (llama.cpp, ONNX Runtime); not needed by the package or tests.
+bench-deps: $(STAMP) requirements-bench.txt
+	$(VENV)/bin/pip install -r requirements-bench.txt
+
+bench: bench-deps
 	$(PY) -m benchmarks.run

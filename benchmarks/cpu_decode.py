@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks.timing import log, peak_rss_mb, time_alternating
+from polyformer.bench.timing import log, peak_rss_mb, time_alternating
 
 MODEL = "SmolLM2-135M-Instruct"
 HELD_OUT_WORK = "twelfth_night"  # one of the works held out of polyformer's Shakespeare pretraining split

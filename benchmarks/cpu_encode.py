@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2 sentence encoding on CPU: polyformer's SentenceEncoder vs sentence-transformers.
 
 All variants encode the same Rotten Tomatoes snippets with the same weights and thread count, timed
-in alternation (benchmarks/timing.py). Variants:
+in alternation (polyformer/bench/timing.py). Variants:
 
 - `sentence-transformers` fp32, batch 32: the reference;
 - `polyformer fp32`: the defaults for batch_size 32 (length-sorted batches of up to 32 x 128
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.timing import log, peak_rss_mb, time_alternating
+from polyformer.bench.timing import log, peak_rss_mb, time_alternating
 
 MODEL = "all-MiniLM-L6-v2"
 REFERENCE = "sentence-transformers"

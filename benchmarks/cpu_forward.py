@@ -14,7 +14,7 @@ from functools import partial
 
 import torch
 
-from benchmarks.timing import log, peak_rss_mb, time_alternating
+from polyformer.bench.timing import log, peak_rss_mb, time_alternating
 
 MODEL = "SmolLM2-135M-Instruct"
 

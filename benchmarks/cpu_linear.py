@@ -1,7 +1,7 @@
 """One linear layer on CPU: polyformer's `linear` (oneDNN) vs torch's `F.linear` (its default BLAS).
 
 This is the measurement behind `polyformer.core.linear`: the same product with the same tensors,
-timed in alternation (benchmarks/timing.py), at the shapes the other benchmarks spend their time
+timed in alternation (polyformer/bench/timing.py), at the shapes the other benchmarks spend their time
 in — MiniLM's encoder products for a 4,096-token batch, SmolLM2-135M's decode-step products at
 batch 1 (matrix-vector: bound by weight bytes), its vocabulary projection, and one training
 product with its backward. Reported per shape: GFLOP/s, weight GB/s, the ratio, and the largest
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import Timing, log, time_alternating
+from polyformer.bench.timing import Timing, log, time_alternating
 
 REFERENCE = "F.linear"
 DECODE_ROWS = 32  # products of up to this many rows stream their weights from memory

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import time_alternating
+from polyformer.bench.timing import time_alternating
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import log, markdown_table, time_alternating
+from polyformer.bench.timing import log, markdown_table, time_alternating
 
 RESULTS = Path(__file__).parent / "results" / "gpu_decode.json"
 HBM_TB_PER_S = {"H200": 4.8, "H100": 3.35, "A100": 2.04, "L40": 0.86, "A10": 0.6, "L4": 0.3, "4090": 1.01}

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from benchmarks.cpu_encode import MODEL, REFERENCE, EncodeSettings, Variant, measure
-from benchmarks.timing import log, markdown_table
+from polyformer.bench.timing import log, markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "gpu_encode.json"
 SETTINGS = EncodeSettings(texts=10_000, batch_size=128, max_tokens=32_768, repeats=5, retrieval=False)

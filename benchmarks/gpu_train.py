@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.cpu_train import TrainShape, hf_model, random_batch, step_fn
-from benchmarks.timing import log, markdown_table, time_alternating
+from polyformer.bench.timing import log, markdown_table, time_alternating
 
 RESULTS = Path(__file__).parent / "results" / "gpu_train.json"
 PEAK_BF16_TFLOPS = {"H100": 989.5, "H200": 989.5, "A100": 312.0, "L4": 121.0}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.timing import log, peak_rss_mb
+from polyformer.bench.timing import log, peak_rss_mb
 
 
 @dataclass

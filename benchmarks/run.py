@@ -1,8 +1,11 @@
 """Run the CPU benchmarks, print a markdown table and write `benchmarks/results/cpu.json`.
 
     python -m benchmarks.run                # everything, 2 threads
-    python -m benchmarks.run --only encode  # one benchmark: linear | encode | forward | decode | train | index | serve
+    python -m benchmarks.run --only encode  # some: linear, encode, forward, decode, train, peers, index, serve (comma-separated)
+    python -m benchmarks.run --only decode,encode,train,peers   # every figure of the README's CPU tables
     python -m benchmarks.run --quick        # fewer texts and repeats (a smoke run)
+
+`peers` (llama.cpp, ONNX Runtime) needs `pip install -r requirements-bench.txt` (`make bench` does it).
 """
 
 from __future__ import annotations
@@ -14,10 +17,22 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import cpu_decode, cpu_encode, cpu_forward, cpu_linear, cpu_train, gpu_encode, index_bench, serve_bench
-from benchmarks.timing import markdown_table
+from benchmarks import (
+    cpu_decode,
+    cpu_encode,
+    cpu_forward,
+    cpu_linear,
+    cpu_nanogpt,
+    cpu_peers,
+    cpu_train,
+    gpu_encode,
+    index_bench,
+    serve_bench,
+)
+from polyformer.bench.timing import markdown_table
 
 RESULTS = Path(__file__).parent / "results" / "cpu.json"
+BENCHMARKS = ("linear", "encode", "forward", "decode", "train", "peers", "index", "serve")
 HEADERS = ["work", "polyformer (median)", "reference (median)", "ratio median (best run)", "agreement"]
 
 
@@ -102,18 +117,57 @@ def linear_rows(record: dict) -> list[list[object]]:
 
 
 def train_rows(records: list[dict]) -> list[list[object]]:
-    return [[
-        record["work"],
-        f"{record['tokens_per_s']['polyformer']:,.0f} tok/s",
-        f"{record['tokens_per_s']['transformers']:,.0f} tok/s (transformers)",
-        f"{record['ratio']:.2f}x ({record['ratio_best']:.2f}x)",
-        "same weights, same step",
-    ] for record in records]
+    rows = []
+    for record in records:
+        theirs = next(name for name in record["tokens_per_s"] if name != "polyformer")
+        rows.append([
+            record["work"],
+            f"{record['tokens_per_s']['polyformer']:,.0f} tok/s",
+            f"{record['tokens_per_s'][theirs]:,.0f} tok/s ({theirs})",
+            f"{record['ratio']:.2f}x ({record['ratio_best']:.2f}x)",
+            "same weights, same step" if theirs == "transformers" else "same architecture and seed, same step",
+        ])
+    return rows
+
+
+def peer_rows(record: dict) -> list[list[object]]:
+    rows = []
+    decode, encode = record["decode"], record["encode"]
+    for batch in decode.get("batches", []):
+        for precision, peer in cpu_peers.PAIRS.items():
+            ours, theirs = batch["contenders"][f"polyformer {precision}"], batch["contenders"][f"llama.cpp {peer}"]
+            ratio = batch["ratios"][precision]
+            agree = ours["agreement_with_polyformer_fp32"]
+            rss = decode["peak_rss_mb_alone"]
+            rows.append([
+                f"SmolLM2 decode B{batch['batch']}: polyformer {precision} vs llama.cpp {peer}",
+                f"{ours['tokens_per_s']:,.1f} tok/s, TTFT {ours['ttft_ms']:.0f} ms, peak RSS {rss[f'polyformer {precision}']:,.0f} MiB",
+                f"{theirs['tokens_per_s']:,.1f} tok/s, TTFT {theirs['ttft_ms']:.0f} ms, peak RSS {rss[f'llama.cpp {peer}']:,.0f} MiB",
+                f"{ratio['polyformer / llama.cpp']:.2f}x ({ratio['best runs']:.2f}x)",
+                f"vs fp32 {agree['identical_rows']}/{agree['rows']} rows; ppl {decode['perplexity'][precision]:.2f}",
+            ])
+    for name, row in encode.get("contenders", {}).items():
+        rows.append([f"MiniLM encode: {name}", f"{row['sentences_per_s']:,.1f} sent/s, peak RSS {row['peak_rss_mb_alone']:,.0f} MiB", "", "",
+                     f"cos min {row['cosine_min']:.6f}; nDCG@10 {row['ndcg@10']:.4f} ({row['ndcg@10_delta']:+.4f})"])
+    for name, ratio in encode.get("ratios", {}).items():
+        rows.append([f"MiniLM encode ratio: {name}", "", "", f"{ratio:.2f}x", ""])
+    for part in ("decode", "encode"):
+        if "skipped" in record[part]:
+            rows.append([f"peers {part}", "skipped", record[part]["skipped"], "", ""])
+    return rows
+
+
+def _benchmarks(value: str) -> set[str]:
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = names - set(BENCHMARKS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["linear", "encode", "forward", "decode", "train", "index", "serve"], help="run one benchmark")
+    parser.add_argument("--only", type=_benchmarks, help=f"comma-separated benchmarks to run: {', '.join(BENCHMARKS)}")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer texts and repeats")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
@@ -123,39 +177,49 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__},
     }
     rows: list[list[object]] = []
-    if args.only in (None, "linear"):
+    if _wanted(args, "linear"):
         settings = cpu_linear.LinearSettings(repeats=3) if args.quick else cpu_linear.LinearSettings()
         report["linear"] = cpu_linear.run(settings)
         rows += linear_rows(report["linear"])
-    if args.only in (None, "encode"):
+    if _wanted(args, "encode"):
         settings = cpu_encode.EncodeSettings(texts=200, repeats=1, retrieval_queries=100) if args.quick else cpu_encode.EncodeSettings()
         report["encode"] = cpu_encode.run(settings)
         rows += encode_rows(report["encode"])
         report["encode_gpu"] = gpu_encode.run()
         rows += encode_rows(report["encode_gpu"])
-    if args.only in (None, "forward"):
+    if _wanted(args, "forward"):
         settings = cpu_forward.ForwardSettings(shapes=[(1, 32)], repeats=1) if args.quick else cpu_forward.ForwardSettings()
         report["forward"] = cpu_forward.run(settings)
         rows += forward_rows(report["forward"])
-    if args.only in (None, "decode"):
+    if _wanted(args, "decode"):
         settings = cpu_decode.DecodeSettings(batches=[1, 4], new_tokens=8, repeats=1, ppl_tokens=128, variants=(("int8", False),)) \
             if args.quick else cpu_decode.DecodeSettings()
         report["decode"] = cpu_decode.run(settings)
         rows += decode_rows(report["decode"])
-    if args.only in (None, "train"):
+    if _wanted(args, "train"):
         report["train"] = cpu_train.run(quick=args.quick)
-        rows += train_rows(report["train"])
-    if args.only in (None, "index"):
+        report["train_nanogpt"] = cpu_nanogpt.run(quick=args.quick)
+        rows += train_rows(report["train"] + report["train_nanogpt"])
+    if _wanted(args, "peers"):
+        settings = cpu_peers.PeerSettings(batches=[1], new_tokens=8, repeats=1, encode_texts=200, encode_repeats=1,
+                                          retrieval_queries=100) if args.quick else cpu_peers.PeerSettings()
+        report["peers"] = cpu_peers.run(settings)
+        rows += peer_rows(report["peers"])
+    if _wanted(args, "index"):
         settings = index_bench.IndexSettings(vectors=5000, queries=20) if args.quick else index_bench.IndexSettings()
         report["index"] = index_bench.run(settings)
         rows += index_rows(report["index"])
-    if args.only in (None, "serve"):
+    if _wanted(args, "serve"):
         report["serve"] = serve_bench.run(serve_bench.settings_for(args.quick, args.threads))
         rows += serve_bench.rows(report["serve"])
     print(markdown_table(HEADERS, rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")
+
+
+def _wanted(args: argparse.Namespace, name: str) -> bool:
+    return args.only is None or name in args.only
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
-from benchmarks.timing import log
+from polyformer.bench.timing import log
 
 MODEL, ENCODER = "SmolLM2-135M-Instruct", "all-MiniLM-L6-v2"
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -269,7 +269,7 @@ def rows(record: dict) -> list[list[object]]:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from benchmarks.timing import markdown_table
+    from polyformer.bench.timing import markdown_table
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer clients, tokens and sentences")

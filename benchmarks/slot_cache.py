@@ -84,6 +84,6 @@ def rows(record: dict) -> list[list[object]]:
 
 
 if __name__ == "__main__":
-    from benchmarks.timing import markdown_table
+    from polyformer.bench.timing import markdown_table
 
     print(markdown_table(["work", "polyformer", "alternative", "ratio", "note"], rows(run(SlotCacheSettings()))))

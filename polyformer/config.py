@@ -74,6 +74,7 @@ class ModelConfig:
     activation: Activation = "gelu"
     attention_bias: bool = True
     mlp_bias: bool = True
+    norm_bias: bool = True  # LayerNorm's additive bias (nanoGPT-style models have none)
     dropout: float = 0.0
     attention_dropout: float = 0.0
     # heads
@@ -218,7 +219,11 @@ def dataclass_from_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if overrides and isinstance(data, dict):
-        data = {**data, **overrides}
+        merged = {**data, **overrides}
+        for key, value in overrides.items():  # mappings: the command line adds to the file's entries
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                merged[key] = {**data[key], **value}
+        data = merged
     return dataclass_from_dict(cls, data, str(path))
 
 

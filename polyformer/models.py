@@ -19,7 +19,7 @@ from torch import nn
 
 from polyformer.core import Embeddings, KVCache, Mask, RMSNorm, Stack
 from polyformer.errors import ConfigError
-from polyformer.heads import Classifier, Pooler, build_head, head_kind, pooled_for_classification
+from polyformer.heads import HEAD_PARAMETERS, Classifier, Pooler, build_head, head_kind, pooled_for_classification
 
 if TYPE_CHECKING:
     from polyformer.config import ModelConfig
@@ -206,11 +206,13 @@ class PolyformerModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.embeddings.tokens.weight.device
+        tokens = self.embeddings.tokens  # an nn.Embedding, or a quantized table with its own device / dtype
+        return tokens.weight.device if isinstance(tokens, nn.Embedding) else tokens.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embeddings.tokens.weight.dtype
+        tokens = self.embeddings.tokens
+        return tokens.weight.dtype if isinstance(tokens, nn.Embedding) else tokens.dtype
 
     # ---- forward -------------------------------------------------------------------------
     def forward(
@@ -296,6 +298,24 @@ class PolyformerModel(nn.Module):
             out.start_logits, out.end_logits = out.logits.unbind(dim=-1)
         if self.nsp is not None:
             out.nsp_logits = self.nsp(out.pooler_output)
+
+
+def with_fresh_head(model: PolyformerModel, config: ModelConfig) -> PolyformerModel:
+    """A model of `config` with `model`'s weights; a different head (NSP, a new pooler) starts from initialisation.
+
+    The body must match: a weight of the new body that `model` lacks is a ConfigError. Tied
+    vocabulary projections follow the copied embeddings.
+    """
+    fresh = PolyformerModel(config)
+    wanted = fresh.state_dict()
+    dropped = HEAD_PARAMETERS if config.head != model.config.head else ()  # the same head keeps its weights
+    body = {name: tensor for name, tensor in model.state_dict().items()
+            if not (dropped and name.startswith(dropped)) and name in wanted}
+    missing, _ = fresh.load_state_dict(body, strict=False)
+    left = [name for name in missing if not name.startswith((*HEAD_PARAMETERS, "pooler."))]
+    if left:
+        raise ConfigError(f"cannot move the body onto a {config.head} head: the checkpoint lacks {left[:3]}")
+    return fresh.to(device=model.device, dtype=model.dtype).train(model.training)
 
 
 class Headless(nn.Module):

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from polyformer.core.linear import linear
+from polyformer.core.linear import linear, pack_weight, packed_linear
 from polyformer.runtime import WEIGHT_DTYPES, dtype_named
 
 PRECISIONS = WEIGHT_DTYPES  # the runtime.DTYPES names inference weights can take
@@ -44,17 +44,35 @@ def parse_precision(name: str) -> str:
 
 
 class BF16Linear(nn.Module):
-    """y = x W^T + b with W (and b) stored in bfloat16; x and y keep their own dtype."""
+    """y = x W^T + b with W (and b) stored in bfloat16; x and y keep their own dtype.
+
+    On CPU with oneDNN the weight is held only in oneDNN's packed layout (`pack_weight`), so no
+    product reorders it again; `weight` and the state dict give it back as a plain tensor.
+    """
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        weight = linear.weight.detach().to(torch.bfloat16)
+        self.packed = pack_weight(weight)
+        self.plain = None if self.packed is not None else weight
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The plain (out, in) bfloat16 weight."""
+        return self.plain if self.packed is None else self.packed.to_dense()
+
+    def _save_to_state_dict(self, destination, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (N, in)
-        out = linear(rows, self.weight, self.bias)
+        if self.packed is not None and rows.device.type == "cpu":
+            out = packed_linear(rows, self.packed, self.bias)
+        else:
+            out = linear(rows, self.weight.to(rows.device), self.bias)
         return out.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
@@ -62,37 +80,52 @@ class BF16Linear(nn.Module):
 
 
 class Int8Linear(nn.Module):
-    """y = x (s * Q)^T + b with Q int8 (out, in) and one scale s per output row; b kept in float32."""
+    """y = x (s * Q)^T + b with Q int8 (out, in) and a scale s per output row, or per `group_size`
+    columns of each row (finer scales, closer to float; products always on the dequantized weight);
+    b kept in float32."""
 
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, linear: nn.Linear, group_size: int | None = None) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach().float()
-        scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)  # (out,)
-        self.register_buffer("qweight", (weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.group_size = group_size if group_size and self.in_features % group_size == 0 else None
+        groups = self.in_features // (self.group_size or self.in_features)
+        weight = linear.weight.detach().float().view(self.out_features, groups, -1)  # (out, groups, columns)
+        scale = (weight.abs().amax(dim=-1, keepdim=True) / 127.0).clamp(min=1e-12)  # (out, groups, 1)
+        quantized = (weight / scale).round().clamp(-127, 127).to(torch.int8)
+        self.register_buffer("qweight", quantized.view(self.out_features, self.in_features))
+        self.register_buffer("scale", scale.squeeze(-1).squeeze(-1).to(torch.bfloat16))  # (out,) or (out, groups)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
-        self._dequantized: torch.Tensor | None = None  # the bf16 weight, made by the first large product
+        self._dequantized: torch.Tensor | None = None  # the bf16 weight (packed on CPU), made by the first large product
 
     def dequantized(self) -> torch.Tensor:
         """The weight the layer computes with, (out, in) bfloat16."""
-        return self.qweight.to(torch.bfloat16) * self.scale[:, None]
+        scale = self.scale.reshape(self.out_features, -1, 1)  # (out, groups, 1)
+        return (self.qweight.view(self.out_features, scale.shape[1], -1).to(torch.bfloat16) * scale).view(self.qweight.shape)
+
+    def _large_product(self, rows: torch.Tensor) -> torch.Tensor:
+        if self._dequantized is None or self._dequantized.device != self.qweight.device:
+            weight = self.dequantized()
+            self._dequantized = pack_weight(weight) if weight.device.type == "cpu" else None
+            self._dequantized = weight if self._dequantized is None else self._dequantized
+        if self._dequantized.is_mkldnn:
+            return packed_linear(rows, self._dequantized)
+        return linear(rows, self._dequantized)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (N, in)
-        if rows.shape[0] <= INT8_KERNEL_MAX_ROWS and x.device.type == "cpu" and _HAS_INT8_KERNEL:
+        small = rows.shape[0] <= INT8_KERNEL_MAX_ROWS and self.group_size is None
+        if small and x.device.type == "cpu" and _HAS_INT8_KERNEL:
             out = torch._weight_int8pack_mm(rows, self.qweight, self.scale)
         else:
-            if self._dequantized is None or self._dequantized.device != self.qweight.device:
-                self._dequantized = self.dequantized()
-            out = linear(rows, self._dequantized)
+            out = self._large_product(rows)
         out = out.to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(x.dtype)
         return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        groups = f", group_size={self.group_size}" if self.group_size else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}{groups}, bias={self.bias is not None}"
 
 
 _HAS_INT8_KERNEL = hasattr(torch, "_weight_int8pack_mm")
@@ -100,16 +133,16 @@ _LAYERS = {"bfloat16": BF16Linear, "int8": Int8Linear}
 
 
 @torch.no_grad()
-def apply_precision(model: nn.Module, precision: str, exclude: Iterable[str] = ()) -> nn.Module:
+def apply_precision(model: nn.Module, precision: str, exclude: Iterable[str] = (), int8_group_size: int | None = None) -> nn.Module:
     """Convert every `nn.Linear` of `model` in place (except modules named in `exclude`); returns it.
 
     `exclude` holds qualified module names (as in `model.named_modules()`); a name excludes its
-    whole subtree.
+    whole subtree. `int8_group_size`: int8 scales per that many input columns instead of per row.
     """
     precision = parse_precision(precision)
     if precision == "float32":
         return model
-    layer = _LAYERS[precision]
+    layer = _LAYERS[precision] if precision != "int8" else lambda child: Int8Linear(child, int8_group_size)
     skipped = tuple(exclude)
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):

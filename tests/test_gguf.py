@@ -37,7 +37,7 @@ PROMPT = (
 # ---- real weights: SmolLM2-135M-Instruct (Q4_1 / Q8_0) ------------------------------------------
 @pytest.fixture(scope="module")
 def smollm2(smollm2_gguf: Path):
-    return load_gguf(smollm2_gguf)
+    return load_gguf(smollm2_gguf, dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,8 @@ def _gguf_tensors(model) -> dict[str, np.ndarray]:
         names.update({f"model.layers.{i}.{hf}.weight": f"blk.{i}.{ours}.weight" for hf, ours in per_layer.items()})
     out = {}
     for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight" and config.tie_word_embeddings:
+            continue  # llama.cpp writes no output.weight for a tied head
         array = tensor.detach().numpy().astype(np.float32)
         name = names[hf_name]
         if name.endswith("attn_q.weight"):
@@ -117,14 +119,17 @@ def _gguf_tensors(model) -> dict[str, np.ndarray]:
     return out
 
 
-def _stored_type(name: str, array: np.ndarray) -> gguf.GGMLQuantizationType:
+def _stored_type(name: str, array: np.ndarray, matrices: gguf.GGMLQuantizationType = Q8_0) -> gguf.GGMLQuantizationType:
     if array.ndim == 1:
         return F32
-    return F16 if name == "output.weight" else Q8_0
+    if name == "output.weight":
+        return F16
+    return Q8_0 if name == "token_embd.weight" else matrices
 
 
-def write_tiny_gguf(path: Path, model, arch: str = "llama") -> dict[str, np.ndarray]:
-    """Write `model` as llama.cpp would; returns GGUF name → the raw stored array (quantized bytes or floats)."""
+def write_tiny_gguf(path: Path, model, arch: str = "llama", qtype: gguf.GGMLQuantizationType = Q8_0) -> dict[str, np.ndarray]:
+    """Write `model` as llama.cpp would (block matrices as `qtype`, the token table Q8_0);
+    returns GGUF name → the raw stored array (quantized bytes or floats)."""
     config = model.config
     writer = gguf.GGUFWriter(path, arch)
     writer.add_block_count(config.num_hidden_layers)
@@ -139,9 +144,9 @@ def write_tiny_gguf(path: Path, model, arch: str = "llama") -> dict[str, np.ndar
     writer.add_token_list([f"<t{i}>" for i in range(config.vocab_size)])
     stored = {}
     for name, array in _gguf_tensors(model).items():
-        qtype = _stored_type(name, array)
-        stored[name] = gguf.quants.quantize(array, qtype)
-        writer.add_tensor(name, stored[name], raw_dtype=qtype)  # quantized: shape read from the byte rows
+        stored_type = _stored_type(name, array, qtype)
+        stored[name] = gguf.quants.quantize(array, stored_type)
+        writer.add_tensor(name, stored[name], raw_dtype=stored_type)  # quantized: shape read from the byte rows
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -175,7 +180,7 @@ def tiny(tmp_path_factory) -> tuple[Path, object, dict[str, np.ndarray]]:
 
 def test_tiny_gguf_matches_hf_llama_with_the_stored_weights(tiny) -> None:
     path, model, _ = tiny
-    ours = load_gguf(path)
+    ours = load_gguf(path, dtype="float32")
     assert not ours.config.tie_word_embeddings and ours.config.kv_heads == 2
     reference = _as_stored(model)
     ids = torch.randint(0, TINY["vocab_size"], (2, 24), generator=torch.Generator().manual_seed(1))
@@ -192,7 +197,7 @@ def test_q8_0_is_dequantized_to_block_scale_times_int8(tiny) -> None:
     scale = blocks[..., :2].copy().view(np.float16).astype(np.float32)  # (rows, blocks, 1)
     quants = blocks[..., 2:].copy().view(np.int8).astype(np.float32)  # (rows, blocks, 32)
     expected = torch.from_numpy((scale * quants).reshape(raw.shape[0], -1))
-    ours = load_gguf(path)
+    ours = load_gguf(path, dtype="float32")
     v_rows = ours.config.kv_heads * ours.config.dim_head
     qkv = ours.state_dict()["body.stack.blocks.0.attn.qkv.weight"]  # rows [q; k; v]
     assert torch.equal(qkv[-v_rows:], expected)
@@ -204,7 +209,7 @@ def test_tiny_gguf_matches_transformers_reading_the_same_file(tiny) -> None:
     theirs = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
     ids = torch.randint(0, TINY["vocab_size"], (1, 16), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        diff = (load_gguf(path)(ids).logits - theirs(ids).logits).abs().max().item()
+        diff = (load_gguf(path, dtype="float32")(ids).logits - theirs(ids).logits).abs().max().item()
     assert diff < 1e-4
 
 

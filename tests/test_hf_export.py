@@ -55,7 +55,7 @@ def test_gguf_converts_to_a_folder_transformers_generates_the_same_text_from(smo
     assert theirs.tokenizer.eos_token == "<|im_end|>" and theirs.tokenizer.bos_token == "<|im_start|>"
     texts = [PROMPT, "Once upon a time, 12 dragons"]
     reference = [row[0]["generated_text"] for row in theirs(texts, max_new_tokens=6, do_sample=False, return_full_text=False)]
-    ours = TextGenerationPipeline(pf.load(smollm2_gguf), pf.load_tokenizer(smollm2_gguf))
+    ours = TextGenerationPipeline(pf.load(smollm2_gguf, dtype="float32"), pf.load_tokenizer(smollm2_gguf))
     assert [ours(text, max_new_tokens=6) for text in texts] == reference
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
     assert theirs.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == \

@@ -13,7 +13,7 @@ from torch.profiler import profile
 
 from polyformer.config import ModelConfig
 from polyformer.core import linear as core_linear
-from polyformer.core.linear import Linear, cpu_kernel, linear, linear_gelu, set_cpu_kernel
+from polyformer.core.linear import Linear, cpu_kernel, linear, linear_gelu, set_cpu_kernel, training_kernel
 from polyformer.core.mlp import MLP
 from polyformer.errors import ConfigError
 
@@ -62,9 +62,9 @@ def test_bfloat16_and_non_contiguous_inputs():
 @pytest.mark.parametrize("bias", [True, False])
 def test_training_gradients_match_f_linear(bias):
     torch.manual_seed(0)
-    layer = Linear(48, 40, bias=bias)
-    x = torch.randn(3, 5, 48, requires_grad=True)
-    target = torch.randn(3, 5, 40)
+    layer = Linear(512, 520, bias=bias)  # wide enough for oneDNN in training (TRAINING_ONEDNN_MIN_FEATURES)
+    x = torch.randn(3, 5, 512, requires_grad=True)
+    target = torch.randn(3, 5, 520)
     assert "mkldnn::_linear_pointwise" in _ops(lambda: layer(x).sum().backward())
     x.grad = None
     layer.zero_grad(set_to_none=True)
@@ -77,6 +77,16 @@ def test_training_gradients_match_f_linear(bias):
     expected = [reference_x.grad, weight.grad] + ([reference_bias.grad] if bias else [])
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-3)
+
+
+@needs_onednn
+def test_narrow_training_products_take_f_linear_and_inference_keeps_onednn():
+    layer = Linear(128, 384)
+    x = torch.randn(2, 7, 128, requires_grad=True)
+    assert training_kernel(layer.weight) == "blas" and training_kernel(torch.empty(768, 512)) == "onednn"
+    assert "mkldnn::_linear_pointwise" not in _ops(lambda: layer(x).sum().backward())
+    with torch.no_grad():
+        assert "mkldnn::_linear_pointwise" in _ops(lambda: layer(x))
 
 
 def test_frozen_weight_and_autocast_still_train():

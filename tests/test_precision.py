@@ -30,6 +30,20 @@ def test_int8_rows_hold_the_weight_to_half_a_quantization_step():
     assert ((layer.dequantized().float() - linear.weight).abs() <= step * 0.5 + linear.weight.abs() * 2**-7).all()
 
 
+def test_int8_groups_scale_each_block_of_columns_and_multiply_with_that_weight():
+    torch.manual_seed(0)
+    linear = nn.Linear(128, 24)
+    layer = Int8Linear(linear, group_size=32)
+    assert layer.scale.shape == (24, 4)
+    step = linear.weight.view(24, 4, 32).abs().amax(-1, keepdim=True).expand(24, 4, 32).reshape(24, 128) / 127
+    assert ((layer.dequantized().float() - linear.weight).abs() <= step * 0.5 + linear.weight.abs() * 2**-7).all()
+    assert (layer.dequantized().float() - linear.weight).abs().mean() < (Int8Linear(linear).dequantized().float() - linear.weight).abs().mean()
+    x = torch.randn(3, 128)
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(x.bfloat16().float(), layer.dequantized().float(), linear.bias)
+        torch.testing.assert_close(layer(x), expected, rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("rows", [1, INT8_KERNEL_MAX_ROWS, INT8_KERNEL_MAX_ROWS + 1, 40])
 def test_int8_kernel_and_dequantized_paths_agree_with_the_dequantized_weight(rows):
     torch.manual_seed(0)

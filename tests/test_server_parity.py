@@ -71,6 +71,6 @@ def test_concurrent_greedy_completions_equal_the_generate_command(server, client
     got = greedy_batch(client)
     for prompt, text in zip(PROMPTS, got):
         result = run_cli_process("generate", "--model", smollm2_gguf, "--prompt", prompt,
-                                 "--max-new-tokens", str(MAX_TOKENS))
+                                 "--max-new-tokens", str(MAX_TOKENS), "--dtype", "float32")  # the server's default
         assert result.returncode == 0, result.stderr
         assert result.stdout == text + "\n"

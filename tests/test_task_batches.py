@@ -45,3 +45,20 @@ def test_collate_pads_right_and_feeds_encoder_decoders_both_sides():
     assert scores["labels"].dtype == torch.float32 and "decoder_input_ids" not in scores
     spans = collate([{"input_ids": [1, 2], "start_positions": 1, "end_positions": 1}], 0, "encoder")
     assert spans["start_positions"].tolist() == [1] and spans["end_positions"].tolist() == [1]
+
+
+def test_length_buckets_keep_epochs_whole_and_pad_less():
+    features = [{"input_ids": list(range(1, 2 + (7 * i) % 40)), "labels": i} for i in range(64)]
+    plain = ExampleSource(features, batch_size=8, seed=1, pad_id=0, arch="encoder")
+    bucketed = ExampleSource(features, batch_size=8, seed=1, pad_id=0, arch="encoder", bucket_batches=8)
+    batches = [bucketed.train_batch(step, 0) for step in range(8)]  # one epoch
+    assert sorted(torch.cat([b["labels"] for b in batches]).tolist()) == list(range(64))
+    padding = [sum(int((b["attention_mask"] == 0).sum()) for b in (s.train_batch(k, 0) for k in range(8))) for s in (plain, bucketed)]
+    assert padding[1] < padding[0] / 4
+    again = ExampleSource(features, batch_size=8, seed=1, pad_id=0, arch="encoder", bucket_batches=8)
+    assert torch.equal(again.train_batch(5, 0)["input_ids"], bucketed.train_batch(5, 0)["input_ids"])
+
+
+def test_eval_features_are_collated_in_order():
+    source = ExampleSource(_features(4), batch_size=3, seed=0, pad_id=0, arch="encoder", eval_features=_features(5))
+    assert [b["labels"].tolist() for b in source.eval_batches()] == [[0, 1, 2], [3, 4]]

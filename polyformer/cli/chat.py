@@ -111,7 +111,7 @@ def chat(
     model: str = MODEL,
     system: Optional[str] = typer.Option(None, "--system", help="A system message that starts the conversation."),
     generation: GenerationOptions = GenerationOptions(),
-    dtype: str = DTYPE,
+    dtype: Optional[str] = DTYPE,
     device: str = DEVICE,
 ) -> None:
     """Chat with a model interactively: streamed replies, history, /reset and /exit."""

@@ -42,7 +42,7 @@ def _model_and_tokenizer(src: str, path: Path, dst: Path, to: str, allow_pickle:
     from polyformer.tokenizers import CharTokenizer
     from polyformer.tokenizers.load import find_tokenizer
 
-    model = pf.load(path, allow_pickle=allow_pickle)
+    model = pf.load(path, allow_pickle=allow_pickle, dtype="float32")  # a GGUF file dequantized: formats hold float weights
     tokenizer = find_tokenizer(path.parent if path.is_file() and path.suffix in _MODEL_FILES else path)
     if tokenizer is None:
         typer.echo(f"note: {src} has no tokenizer files; wrote the model only", err=True)

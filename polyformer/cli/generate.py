@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from polyformer.generation.text import Candidate, TextCompletion
 
 MODEL = typer.Option(..., "--model", help="Catalog name (SmolLM2-135M-Instruct), model folder, run directory, .gguf file or hub id (org/name).")
-DTYPE = typer.Option("float32", "--dtype", help="Weights: float32 | bfloat16 | int8 (see README, precision).")
+DTYPE = typer.Option(None, "--dtype", help="Weights: float32 | bfloat16 | int8 (default: as stored; a GGUF file keeps "
+                     "its 4-bit / 8-bit blocks on CPU).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
 
 
@@ -98,7 +99,7 @@ def generate(
                                              help="Candidates per prompt: the n best beams, or n samples (needs --temperature > 0)."),
     stream: bool = typer.Option(False, "--stream", help="Print the text as it is generated (--prompt, one sequence only)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts decoded together with --file."),
-    dtype: str = DTYPE,
+    dtype: Optional[str] = DTYPE,
     device: str = DEVICE,
 ) -> None:
     """Generate text from a prompt or a file of prompts (JSON lines out for files)."""

@@ -33,7 +33,7 @@ def describe(path_or_name: str, allow_pickle: bool = False) -> dict:
     from polyformer.locations import resolve
 
     path = resolve(path_or_name)
-    model = pf.load(path, allow_pickle=allow_pickle)
+    model = pf.load(path, allow_pickle=allow_pickle, dtype="float32")  # a GGUF file: its full parameter count
     config = model.config
     return {
         "source": str(path_or_name),

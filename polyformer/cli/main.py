@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import typer
 
 from polyformer.cli import (
+    bench,
     chat,
     cluster,
     convert,
@@ -42,7 +43,7 @@ USER_ERROR_EXIT = 2
 
 # every verb, in the order `polyformer --help` lists them
 VERBS = (data, info, convert, pretrain, plot, tokenizer, finetune, evaluate, predict, embed, embed_train, embed_eval,
-         index, search, cluster, generate, chat, serve)
+         index, search, cluster, generate, chat, bench, serve)
 
 app = typer.Typer(
     name="polyformer",

@@ -9,7 +9,9 @@ a classifier classifies, a token classifier tags, an MLM fills masks). Outputs p
   regression pairs: `score`;
 - ner: `entities` — `{entity, text, start, end, score}` with character offsets into the text;
 - qa: `answer`, `start`, `end` (characters of the context), `score`;
-- fill-mask: `masks` — the top-k tokens for each [MASK] with their probabilities.
+- fill-mask: `masks` — the top-k tokens for each [MASK] with their probabilities;
+- translate: `translation_text` (beam search, `--num-beams`); lm: `generated_text`; both echo
+  `source` (and `id`) and say whether the input was `truncated` to fit the context.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from polyformer.cli.options import grouped
 
 
 def predict(
-    task: Optional[str] = typer.Option(None, "--task", help="classify | ner | pair | qa | fill-mask (default: the model's own task, from its head)"),
+    task: Optional[str] = typer.Option(None, "--task", help="classify | ner | pair | qa | fill-mask | translate | lm "
+                                       "(default: the model's own task, from its head)"),
     model: str = shared.MODEL,
     input_: str = typer.Option(..., "--input", help="A .txt / .jsonl / .csv file, or - for stdin."),
     inference: shared.Inference = shared.Inference(),
@@ -31,12 +34,13 @@ def predict(
     prompting: shared.Prompting = shared.Prompting(),
     data: Optional[str] = typer.Option(None, "--data", help="--prompt: labelled data whose train split gives the labels and demonstrations."),
     texts: shared.TextColumns = shared.TextColumns(),
+    decoding: shared.Decoding = shared.Decoding(),
 ) -> None:
-    """Predict labels / entities / answer spans / masked tokens for each input, as JSON lines."""
+    """Predict labels / entities / answer spans / masked tokens / translations for each input, as JSON lines."""
     from polyformer.tasks import recipe
     from polyformer.tasks.datasets import read_inputs
 
-    options = shared.task_options(inference, texts)
+    options = shared.task_options(inference, texts, decoding=decoding, prompting=prompting)
     inputs = read_inputs(input_)
     if prompting.prompt:
         rows = _prompted(model, inputs, options, data, prompting.settings(task))

@@ -1,4 +1,4 @@
-"""`polyformer pretrain`: train BERT (MLM+NSP), GPT (causal LM) or an encoder–decoder from scratch.
+"""`polyformer pretrain`: train BERT (MLM+NSP), GPT (causal LM) or an encoder–decoder, from scratch or `--init MODEL`.
 
 Options left unset keep the value from `--config run.yaml` (if given), then the defaults of
 `PretrainSpec` / `TrainConfig`. `--set FIELD=VALUE` overrides any ModelConfig field.
@@ -23,7 +23,10 @@ DETERMINISTIC_HELP = "CUDA: deterministic kernels, so GPU runs repeat bit for bi
 class Corpus:
     """What to train on and how it is cut: PretrainSpec fields (unset: the config file's, then the defaults)."""
 
-    arch: Optional[str] = option(None, "--arch", help="encoder (MLM+NSP) | decoder (causal LM) | encoder-decoder (seq2seq).")
+    arch: Optional[str] = option(None, "--arch", help="encoder (MLM+NSP) | decoder (causal LM) | encoder-decoder (seq2seq); "
+                                 "with --init, the checkpoint's.")
+    init: Optional[str] = option(None, "--init", help="Continue from real weights (catalog name, folder, GGUF) with their "
+                                 "own tokenizer.")
     preset: Optional[str] = option(None, "--preset", help="Model preset (bert-tiny, bert-mini, gpt-tiny, gpt2, llama-tiny, "
                                    "transformer-small, ...).")
     data: Optional[list[str]] = option(None, "--data", help="Catalog name (shakespeare) or .txt/.jsonl/.csv files; repeatable.")
@@ -88,7 +91,7 @@ def pretrain(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its latest checkpoint."),
 ) -> None:
-    """Pretrain a model from scratch on real text (BERT: MLM+NSP, GPT: causal LM, encoder-decoder: seq2seq)."""
+    """Pretrain a model on real text (BERT: MLM+NSP, GPT: causal LM, encoder-decoder: seq2seq), from scratch or --init."""
     from polyformer.config import dataclass_from_yaml
     from polyformer.training import pretrain as recipe
 

@@ -34,7 +34,9 @@ class Block(nn.Module):
 
     def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer_out) -> torch.Tensor:
         """Add a sublayer's output to the stream; post-norm normalises the sum."""
-        x = x + self.dropout(sublayer_out)
+        if self.training and self.dropout.p > 0:  # at inference dropout is the identity: no call per sublayer
+            sublayer_out = self.dropout(sublayer_out)
+        x = x + sublayer_out
         return x if self.pre_norm else norm(x)
 
     def _input(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:

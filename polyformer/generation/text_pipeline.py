@@ -50,7 +50,8 @@ class TextGenerationPipeline:
              **defaults: Any) -> TextGenerationPipeline:
         """Load a model and its tokenizer from a catalog name, folder or GGUF file.
 
-        dtype: "float32" (default), "bfloat16" or "int8" (see `polyformer.precision`).
+        dtype: "float32", "bfloat16" or "int8" (see `polyformer.precision`); None (the default) keeps
+        what the checkpoint stores, i.e. a GGUF file's 4-bit / 8-bit blocks on CPU.
         `defaults` are GenerationConfig fields used by every call.
         """
         from polyformer.io.loader import load
@@ -60,7 +61,9 @@ class TextGenerationPipeline:
         from polyformer.tokenizers import load_tokenizer
 
         path = resolve(model)
-        loaded = prepare(load(path), resolve_device(device), dtype)
+        target = resolve_device(device)
+        stored = dtype is None and target.type == "cpu"  # quantized GGUF kernels are CPU kernels
+        loaded = load(path) if stored else prepare(load(path, dtype="float32"), target, dtype)
         return cls(loaded, load_tokenizer(path), make_config(**defaults))
 
     # ---- plain text ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ import torch
 from polyformer.config import ModelConfig
 from polyformer.errors import CheckpointError, ConfigError, UnknownModelError
 from polyformer.gguf_file import GGUFFile, open_gguf_file
+from polyformer.io.gguf_blocks import block_kind, quantized_model, raw_rows
 from polyformer.io.hf.common import Family, Rule, halves, import_state, load_into, qkv_sizes, rule
 from polyformer.models import PolyformerModel
 
@@ -95,11 +96,12 @@ def _dequantize(tensor, path: Path) -> torch.Tensor:
         ) from None
 
 
-def _read_tensors(stored: list, path: Path, head_dim: int) -> dict[str, torch.Tensor]:
-    """All tensors, dequantized, with query/key rows back in Llama's rotary layout."""
+def _read_tensors(stored: list, path: Path, head_dim: int, keep_blocks: bool = False) -> dict[str, torch.Tensor]:
+    """All tensors, with query/key rows back in Llama's rotary layout: dequantized, or with
+    `keep_blocks` the Q4_0 / Q4_1 / Q8_0 ones as their rows of block bytes (whole rows move)."""
     tensors: dict[str, torch.Tensor] = {}
     for tensor in stored:
-        value = _dequantize(tensor, path)
+        value = raw_rows(tensor) if keep_blocks and block_kind(tensor) else _dequantize(tensor, path)
         if tensor.name.endswith(_ROTARY_PERMUTED):
             if value.ndim == 0 or value.shape[0] % head_dim or head_dim % 2:
                 raise CheckpointError(f"{path}: tensor {tensor.name} of shape {tuple(value.shape)} does not hold "
@@ -210,20 +212,35 @@ FAMILY = Family(
 )
 
 
-def load_gguf(path: str | Path) -> PolyformerModel:
-    """A float32 PolyformerModel (decoder + LM head) in eval mode from a llama-architecture GGUF file."""
+def _import(config: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Our state dict from the file's tensors; CheckpointError when their shapes do not fit together."""
+    try:
+        return import_state(FAMILY, config, tensors, str(path))
+    except RuntimeError as err:  # torch.cat of pieces whose shapes do not fit together
+        raise CheckpointError(f"{path}: tensor shapes do not fit the GGUF metadata ({err}); the file is damaged") from None
+
+
+def load_gguf(path: str | Path, dtype: str | None = None) -> PolyformerModel:
+    """A PolyformerModel (decoder + LM head) in eval mode from a llama-architecture GGUF file.
+
+    dtype None (or "native") keeps Q4_0 / Q4_1 / Q8_0 weights quantized in memory and multiplies
+    them with packed 4-bit CPU kernels (see `polyformer.io.gguf_blocks`); "float32" dequantizes
+    every tensor; "bfloat16" / "int8" dequantize, then convert as `polyformer.precision` does.
+    """
     path = Path(path)
     file = open_gguf(path)
     config = config_from_gguf(_metadata(file), {tensor.name for tensor in file.tensors}, path)
     _check_size(config, file.tensors, path)
-    tensors = _read_tensors(file.tensors, path, config.dim_head)
-    try:
-        state = import_state(FAMILY, config, tensors, str(path))
-    except RuntimeError as err:  # torch.cat of pieces whose shapes do not fit together
-        raise CheckpointError(f"{path}: tensor shapes do not fit the GGUF metadata ({err}); the file is damaged") from None
+    native = dtype in (None, "native")
+    state = _import(config, _read_tensors(file.tensors, path, config.dim_head, keep_blocks=native), path)
+    if native:
+        return quantized_model(config, state, path)
+    from polyformer.precision import apply_precision, parse_precision
+
+    precision = parse_precision(dtype)
     model = PolyformerModel(config)
     load_into(model, state, set(), str(path))
-    return model.eval()
+    return apply_precision(model.eval(), precision)
 
 
 __all__ = ["FAMILY", "config_from_gguf", "gguf_metadata", "load_gguf", "open_gguf", "unpermute_rotary"]

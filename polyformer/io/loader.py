@@ -29,16 +29,32 @@ def transformer_folder(directory: Path) -> Path:
     return read_folder(directory).transformer if is_sentence_transformers_folder(directory) else directory
 
 
-def load(path_or_name: str | Path, *, head: str | None = None, allow_pickle: bool = False, **overrides) -> PolyformerModel:
-    """Load any supported checkpoint as a PolyformerModel in eval mode."""
-    path = resolve(path_or_name)
-    if path.is_file():
-        if path.suffix == ".gguf":
-            from polyformer.io.gguf import load_gguf
+def load(path_or_name: str | Path, *, head: str | None = None, allow_pickle: bool = False, dtype: str | None = None,
+         **overrides) -> PolyformerModel:
+    """Load any supported checkpoint as a PolyformerModel in eval mode.
 
-            return load_gguf(path)
+    dtype None keeps what the checkpoint stores: float32 for folders, and for a GGUF file its
+    Q4_0 / Q4_1 / Q8_0 weights quantized in memory (`polyformer.io.gguf_blocks`; inference only).
+    "float32" dequantizes a GGUF file; "bfloat16" / "int8" convert the linear layers
+    (`polyformer.precision`).
+    """
+    path = resolve(path_or_name)
+    if path.is_file() and path.suffix == ".gguf":
+        from polyformer.io.gguf import load_gguf
+
+        return load_gguf(path, dtype=dtype)
+    model = _load_file_or_folder(path, head, allow_pickle, overrides)
+    if dtype is None:
+        return model
+    from polyformer.precision import apply_precision
+
+    return apply_precision(model, dtype)
+
+
+def _load_file_or_folder(path: Path, head: str | None, allow_pickle: bool, overrides: dict) -> PolyformerModel:
+    if path.is_file():
         if path.suffix in PICKLE_SUFFIXES or path.suffix == ".safetensors" or path.name == "config.json":
-            return load(path.parent, head=head, allow_pickle=allow_pickle, **overrides)
+            return _load_file_or_folder(path.parent, head, allow_pickle, overrides)
         raise UnknownModelError(f"{path}: not a model file polyformer can read (expected a folder, .gguf or .safetensors)")
     folder = transformer_folder(path)
     if not (folder / "config.json").is_file():

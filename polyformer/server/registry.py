@@ -98,7 +98,7 @@ def load_encoder(source: str, settings: ServerSettings) -> SentenceEncoder:
     path = resolve(source)
     if path.is_dir() and is_sentence_transformers_folder(path):
         return SentenceEncoder.load(path, device=settings.device, dtype=settings.dtype)
-    model = prepare(load(path), resolve_device(settings.device), settings.dtype)
+    model = prepare(load(path, dtype="float32"), resolve_device(settings.device), settings.dtype)  # --dtype as given
     pooling = "last" if model.config.arch == "decoder" else "mean"
     return SentenceEncoder(model, load_tokenizer(path), pooling=pooling)
 

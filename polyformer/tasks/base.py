@@ -40,6 +40,13 @@ class TaskOptions:
     stride: int | None = None  # qa: tokens shared by consecutive windows of a long context (None: max_length // 3)
     max_answer_tokens: int = 30  # qa: longest answer span considered
     device: str = "auto"  # inference device: auto (CUDA when available) | cpu | cuda | cuda:N
+    # text to text (translate, lm)
+    direction: str = "forward"  # forward: text_a → text_b; reverse: text_b → text_a (bible-en-es: en-es | es-en)
+    num_beams: int = 4  # beam search width (1: greedy)
+    length_penalty: float = 1.0  # beam scores are log-probability / length ** length_penalty
+    max_new_tokens: int | None = None  # tokens generated per input (None: max_length)
+    instruction: str | None = None  # chat-template models: the request, with {text} (and {source} / {target} languages)
+    languages: tuple[str | None, str | None] | None = None  # (source, target) language names, for the request
 
 
 @dataclass

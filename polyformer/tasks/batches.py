@@ -11,12 +11,12 @@ training stream is the concatenation of seeded permutations of the features, one
 micro-batch `micro` of step `step` reads stream positions `k * B .. k * B + B - 1` with
 `k = step * micro_batches + micro` — a pure function of its arguments, so a run resumes and
 splits over ranks exactly. Evaluation is the task's own metric pass (the trainer's `evaluate`
-hook), so `eval_batches` yields nothing.
+hook), so `eval_batches` yields nothing unless evaluation features are given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,10 +80,16 @@ def _labels(values: list[Any], length: int) -> torch.Tensor:
 
 
 class ExampleSource:
-    """Seeded epochs over fine-tuning features, `batch_size` rows per micro-batch."""
+    """Seeded epochs over fine-tuning features, `batch_size` rows per micro-batch.
+
+    `collator` turns a list of features into a batch (default: `collate`); with `eval_features`,
+    `eval_batches` yields them in order, collated the same way, for the trainer's evaluation loss.
+    `bucket_batches` > 0 batches examples of similar length together (see `_bucketed`).
+    """
 
     def __init__(self, features: Sequence[Feature], batch_size: int, seed: int, pad_id: int, arch: str,
-                 micro_batches: int = 1) -> None:
+                 micro_batches: int = 1, collator: Callable[[Sequence[Feature]], Batch] | None = None,
+                 eval_features: Sequence[Feature] = (), bucket_batches: int = 0) -> None:
         if not features:
             raise DataError("no training examples")
         if batch_size < 1:
@@ -91,6 +97,10 @@ class ExampleSource:
         self.features = list(features)
         self.batch_size, self.seed, self.pad_id, self.arch = batch_size, seed, pad_id, arch
         self.micro_batches = micro_batches
+        self.collator = collator or (lambda rows: collate(rows, pad_id, arch))
+        self.eval_features = list(eval_features)
+        self.bucket_batches = bucket_batches
+        self._lengths = [sum(len(value) for value in f.values() if isinstance(value, list)) for f in self.features]
         self._orders: dict[int, np.ndarray] = {}
 
     def steps_per_epoch(self) -> int:
@@ -100,8 +110,20 @@ class ExampleSource:
         if epoch not in self._orders:
             if len(self._orders) > 4:
                 self._orders.clear()
-            self._orders[epoch] = row_generator(self.seed, _EPOCH_STREAM, epoch).permutation(len(self.features))
+            generator = row_generator(self.seed, _EPOCH_STREAM, epoch)
+            order = generator.permutation(len(self.features))
+            self._orders[epoch] = self._bucketed(order, generator) if self.bucket_batches else order
         return self._orders[epoch]
+
+    def _bucketed(self, order: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+        """The epoch's order with similar lengths side by side: windows of `bucket_batches` batches are
+        sorted by length and cut into batches, and the batches shuffled, so a batch pads little."""
+        width = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, len(order), width):
+            window = sorted(order[start: start + width].tolist(), key=lambda i: self._lengths[i])
+            batches += [window[i: i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        return np.asarray([index for b in generator.permutation(len(batches)) for index in batches[b]])
 
     def train_batch(self, step: int, micro: int, rank: int = 0, world_size: int = 1) -> Batch:
         first = (step * self.micro_batches + micro) * self.batch_size
@@ -109,10 +131,11 @@ class ExampleSource:
         for row in rank_rows(self.batch_size, rank, world_size):
             epoch, offset = divmod(first + row, len(self.features))
             chosen.append(self.features[int(self._order(epoch)[offset])])
-        return collate(chosen, self.pad_id, self.arch)
+        return self.collator(chosen)
 
     def eval_batches(self) -> Iterator[Batch]:
-        return iter(())
+        for start in range(0, len(self.eval_features), self.batch_size):
+            yield self.collator(self.eval_features[start: start + self.batch_size])
 
 
 @torch.inference_mode()

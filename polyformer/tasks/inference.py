@@ -9,6 +9,7 @@ fine-tuned for, so the task follows from the model:
 | token-classification head                  | `ner`                                                |
 | question-answering head                    | `qa`                                                 |
 | MLM head (`mlm`, `pretraining`)            | `fill-mask` (prediction only)                        |
+| LM head fine-tuned for translate / lm      | `translate` / `lm` (from `extra["task"]`)            |
 
 Only a model whose head fits several uses asks for `--task`: a decoder with an LM head
 (classify by prompting, or generate text), an encoder–decoder, or a body without a task head.
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 
 HEAD_TASKS = {"sequence-classification": "classify", "token-classification": "ner", "question-answering": "qa",
               "mlm": "fill-mask", "pretraining": "fill-mask"}
-VERB_TASKS = {"evaluate": ("classify", "ner", "pair", "qa"), "predict": ("classify", "ner", "pair", "qa", "fill-mask")}
+TEXT_TO_TEXT = ("translate", "lm")  # LM-head tasks a fine-tuned model names in its config
+VERB_TASKS = {"evaluate": ("classify", "ner", "pair", "qa", *TEXT_TO_TEXT),
+              "predict": ("classify", "ner", "pair", "qa", "fill-mask", *TEXT_TO_TEXT)}
 _FINETUNE = "fine-tune a task head (polyformer finetune --task classify|ner|pair|qa --model {where} --data DATA --out DIR)"
 
 
@@ -36,6 +39,8 @@ def infer_task(config: ModelConfig, where: str, verb: str = "predict") -> str:
     task = HEAD_TASKS.get(config.head)
     if task == "classify" and config.extra.get("task") == "pair":
         task = "pair"
+    if config.head == "lm" and config.extra.get("task") in TEXT_TO_TEXT:
+        task = config.extra["task"]
     if task is not None and task in VERB_TASKS[verb]:
         return task
     raise ConfigError(f"{where}: {_ambiguity(config, verb)}; " + _choices(config, verb).format(where=where))

@@ -7,9 +7,13 @@
   CoNLL-style matching: an entity counts only when its type and both boundaries are right);
 - similarity regression: Pearson and Spearman correlation (`scipy.stats`);
 - extractive QA: exact match and token F1 after SQuAD v1.1's answer normalisation (lower case,
-  no punctuation, no articles a/an/the, single spaces), maximised over the reference answers.
+  no punctuation, no articles a/an/the, single spaces), maximised over the reference answers;
+- translation and text to text: corpus-level BLEU and chrF from `sacrebleu` on detokenized
+  outputs (its default 13a tokenization, one reference per output), with the signature strings
+  that make a score reproducible.
 
-All scores are fractions in [0, 1] (SQuAD's own script prints them multiplied by 100).
+All scores are fractions in [0, 1] (SQuAD's own script prints them multiplied by 100), except
+BLEU and chrF, which keep sacreBLEU's 0–100 scale so they compare with published figures.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyformer.errors import DataError
+from polyformer.errors import ConfigError, DataError
 
 
 # ---- classification ---------------------------------------------------------------------------
@@ -154,3 +158,20 @@ def squad_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
     em = [max(exact_match(p, truth) for truth in truths) for p, truths in zip(predictions, references)]
     f1 = [max(token_f1(p, truth) for truth in truths) for p, truths in zip(predictions, references)]
     return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1))}
+
+
+# ---- translation ------------------------------------------------------------------------------
+def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Corpus BLEU and chrF (sacreBLEU, 0–100) with BLEU's brevity penalty and length ratio; and the signatures."""
+    if len(hypotheses) != len(references) or not hypotheses:
+        raise DataError(f"need the same non-zero number of outputs and references, got {len(hypotheses)} and {len(references)}")
+    try:
+        from sacrebleu.metrics import BLEU, CHRF
+    except ImportError:
+        raise ConfigError("translation metrics need the sacrebleu package: pip install sacrebleu") from None
+    bleu, chrf = BLEU(), CHRF()
+    outputs, refs = list(hypotheses), [list(references)]
+    scored = bleu.corpus_score(outputs, refs)
+    metrics = {"bleu": scored.score, "chrf": chrf.corpus_score(outputs, refs).score, "bleu_bp": scored.bp,
+               "length_ratio": scored.sys_len / max(1, scored.ref_len)}
+    return metrics, {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}

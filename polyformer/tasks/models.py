@@ -21,10 +21,9 @@ import torch
 
 from polyformer.config import POOLINGS
 from polyformer.errors import ConfigError
-from polyformer.heads import HEAD_PARAMETERS
 from polyformer.io.loader import load
 from polyformer.locations import resolve
-from polyformer.models import PolyformerModel
+from polyformer.models import PolyformerModel, with_fresh_head
 from polyformer.tokenizers import Tokenizer, load_tokenizer
 
 DEFAULT_POOLING = {"encoder": "cls", "decoder": "last", "encoder-decoder": "last"}
@@ -39,7 +38,7 @@ def load_pretrained(spec: str | Path) -> tuple[PolyformerModel, Tokenizer, Path]
     # the generator keeps that out of the run's seeded stream, so a fresh head's weights do not
     # depend on which loader read the body
     with torch.random.fork_rng(devices=[]):
-        model = load(location)
+        model = load(location, dtype="float32")  # a GGUF file dequantized: task models train and swap heads
     return model, load_tokenizer(location), location
 
 
@@ -65,20 +64,16 @@ def with_head(
         labels=labels if head != "question-answering" else None,
         classifier_pooling=chosen, pooler=keep_pooler, extra={**config.extra, **(extra or {})},
     )
-    fresh = PolyformerModel(new_config)
-    body = {name: tensor for name, tensor in model.state_dict().items()
-            if not name.startswith(HEAD_PARAMETERS) and (keep_pooler or not name.startswith("pooler."))}
-    missing, unexpected = fresh.load_state_dict(body, strict=False)
-    left = [name for name in missing if not name.startswith(HEAD_PARAMETERS)]
-    if left or unexpected:
-        raise ConfigError(f"cannot move the body onto a {head} head: missing {left[:3]}, unexpected {unexpected[:3]}")
-    return fresh.to(device=model.device, dtype=model.dtype).train(model.training)
+    return with_fresh_head(model, new_config)
 
 
 def require_head(model: PolyformerModel, head: str, where: str, prompt_hint: bool = False) -> None:
     """ConfigError telling how to get a model with `head` when `model` has another one."""
     if model.config.head == head:
         return
+    if head == "lm":
+        raise ConfigError(f"{where} has head={model.config.head!r}; text-to-text tasks generate with an LM head: give "
+                          "a decoder or an encoder-decoder checkpoint (its LM head is kept when it is fine-tuned)")
     task = _HEAD_TASKS[head].split(" ")[0]
     hint = ""
     if prompt_hint and model.config.head == "lm":

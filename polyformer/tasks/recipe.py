@@ -22,41 +22,42 @@ named) — `pf.load(RUN_DIR)`; `polyformer convert RUN_DIR d --to hf` for transf
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import yaml
 
 from polyformer.config import dataclass_from_dict
 from polyformer.errors import ConfigError
-from polyformer.io.loader import save
-from polyformer.io.native import load_native
 from polyformer.models import PolyformerModel
-from polyformer.runtime import DTypeName, resolve_device, write_atomic
+from polyformer.runtime import DTypeName, resolve_device
 from polyformer.tasks.base import Evaluation, Task, TaskOptions, report_truncation
 from polyformer.tasks.batches import ExampleSource
 from polyformer.tasks.datasets import Columns
 from polyformer.tasks.encoding import TaskTokenizer
 from polyformer.tasks.inference import task_for
 from polyformer.tasks.models import load_pretrained, require_head, with_head
-from polyformer.training.checkpoint import BEST, CHECKPOINTS, seed_everything
-from polyformer.training.trainer import TrainConfig, Trainer
+from polyformer.tasks.runs import SPEC_FILE, FinetuneResult, finish_run, start_run, train_and_dev, train_config
+from polyformer.training.checkpoint import seed_everything
+from polyformer.training.trainer import Trainer
 
 if TYPE_CHECKING:
     from polyformer.tokenizers import Tokenizer
 
-SPEC_FILE = "finetune.yaml"
-TASK_NAMES = ("classify", "ner", "pair", "qa")
+TASK_NAMES = ("classify", "ner", "pair", "qa", "translate", "lm")
+TASK_ALIASES = {"seq2seq": "translate"}
 PREDICT_CHUNK = 256  # inputs per prediction round, so output streams for long inputs
 
 
 def get_task(name: str) -> Task:
-    """The recipe of a task name."""
+    """The recipe of a task name (or alias)."""
+    name = TASK_ALIASES.get(name, name)
+    if name in ("translate", "lm"):
+        from polyformer.tasks.translate import LM, TRANSLATE
+
+        return TRANSLATE if name == "translate" else LM  # type: ignore[return-value]
     if name == "classify":
         from polyformer.tasks.classify import CLASSIFY as task
     elif name == "pair":
@@ -66,7 +67,7 @@ def get_task(name: str) -> Task:
     elif name == "qa":
         from polyformer.tasks.qa import QA as task
     else:
-        raise ConfigError(f"task={name!r} is not one of {', '.join(TASK_NAMES)} (fill-mask needs no fine-tuning: "
+        raise ConfigError(f"task={name!r} is not one of {', '.join(TASK_NAMES)}, seq2seq (fill-mask needs no fine-tuning: "
                           "polyformer predict --task fill-mask)")
     return task  # type: ignore[return-value]
 
@@ -76,17 +77,17 @@ class FinetuneSpec:
     """A fine-tuning run; every field is an option of `polyformer finetune` (and a YAML key)."""
 
     task: str
-    model: str
     data: str
     out: str
+    model: str | None = None  # the checkpoint to fine-tune; translate can start from `preset` instead
     dev_data: str | None = None  # a dev file (then all of `data` trains); default: the splits of `data`
     pooling: str | None = None  # sequence heads: cls | mean | max | last (default by architecture)
-    max_length: int | None = None  # tokens per input; default: the task's (128, QA 384)
+    max_length: int | None = None  # tokens per input; default: the task's (128, QA 384, text to text 256)
     batch_size: int = 32
     micro_batches: int = 1
     epochs: float = 3.0
     max_steps: int | None = None  # overrides epochs
-    lr: float = 5e-5
+    lr: float | None = None  # default 5e-5; from scratch d_model ** -0.5 * warmup ** -0.5 (the original Transformer)
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     eval_every: int | None = None  # default: once per epoch
@@ -100,9 +101,23 @@ class FinetuneSpec:
     stride: int | None = None  # qa: default max_length // 3
     columns: dict[str, str] = field(default_factory=dict)
     progress: bool = True
+    # text to text (translate, lm)
+    preset: str | None = None  # train from scratch: a model preset (transformer-small, gpt-tiny, ...)
+    model_config: dict[str, Any] = field(default_factory=dict)  # from scratch: ModelConfig overrides
+    tokenizer: str | None = None  # from scratch: reuse this tokenizer (default: a BPE trained on both sides)
+    vocab_size: int = 8000  # from scratch: size of the trained BPE
+    schedule: str | None = None  # default: linear; from scratch inverse_sqrt
+    warmup_steps: int | None = None  # overrides warmup_ratio
+    label_smoothing: float = 0.1
+    direction: str = "forward"  # forward | reverse (bible-en-es: en-es | es-en)
+    pair_format: str | None = None  # decoders: separator | chat (default: chat when the tokenizer has a template)
+    instruction: str | None = None  # chat layout: the request around {text}
+    eval_beams: int = 1  # decoding of the dev evaluations during training (1: greedy, faster)
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        task = get_task(self.task)
+        self.task = task.name  # aliases (seq2seq) are stored as the task they name
         for name in ("batch_size", "micro_batches"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -110,10 +125,18 @@ class FinetuneSpec:
             raise ConfigError(f"epochs must be positive, got {self.epochs!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.model is not None and self.preset is not None:
+            raise ConfigError("give --model (a checkpoint to fine-tune) or --preset (train from scratch), not both")
+        if self.preset is not None and not getattr(task, "from_scratch", False):
+            raise ConfigError(f"--preset trains from scratch, which task {task.name!r} does not; give --model")
+        if self.model is None and self.preset is None:
+            raise ConfigError("give --model, the checkpoint to fine-tune (translate also trains from scratch with --preset)")
 
     def options(self) -> TaskOptions:
         return task_options(self.columns, max_length=self.max_length, batch_size=self.batch_size,
-                            regression=self.regression, stride=self.stride, device=self.device)
+                            regression=self.regression, stride=self.stride, device=self.device,
+                            direction=self.direction, max_new_tokens=self.max_new_tokens,
+                            instruction=self.instruction)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,21 +163,18 @@ def max_length_for(task: Task, model: PolyformerModel, requested: int | None) ->
 
 
 # ---- fine-tuning ------------------------------------------------------------------------------
-@dataclass
-class FinetuneResult:
-    model_dir: Path
-    metrics: dict[str, float]  # dev metrics of the kept (best) weights
-    history: list[dict[str, Any]]
-
-
 def finetune(spec: FinetuneSpec) -> FinetuneResult:
     """Fine-tune `spec.model` on `spec.data` for `spec.task`; the best dev weights end in OUT/model."""
     task, options, out = get_task(spec.task), spec.options(), Path(spec.out)
     if (out / SPEC_FILE).exists():
         raise ConfigError(f"{out}: already holds a fine-tuning run; choose another --out")
     seed_everything(spec.seed)  # first: the fresh head, dropout and data order come from the run's seed
+    if getattr(task, "generative", False):
+        from polyformer.tasks.generative import finetune_text_to_text
+
+        return finetune_text_to_text(task, spec)
     model, tokenizer, _ = load_pretrained(spec.model)
-    train, dev = _train_and_dev(task, spec, options)
+    train, dev = train_and_dev(task, spec, options)
     max_length = max_length_for(task, model, spec.max_length)
     settings = task.head_settings(train, options)
     settings["extra"] = {**settings.get("extra", {}), "task": spec.task, "max_length": max_length}
@@ -164,53 +184,13 @@ def finetune(spec: FinetuneSpec) -> FinetuneResult:
     features, cut = task.features(train, encoder, model, options)
     report_truncation(cut, len(train), max_length, "training inputs")
     source = ExampleSource(features, spec.batch_size, spec.seed, encoder.pad_id, model.config.arch, spec.micro_batches)
-    config = _train_config(spec, source.steps_per_epoch(), task.best_metric(model))
+    config = train_config(spec, source.steps_per_epoch(), task.best_metric(model))
 
     def on_dev(current: PolyformerModel) -> dict[str, float]:
         return task.evaluate(current, encoder, dev, options).metrics
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    run_info = {"finetune": {k: v for k, v in spec.to_dict().items() if k not in ("out", "progress", "device")}}
-    trainer = Trainer(model, task.objective(model), source, config, evaluate=on_dev, run_info=run_info)
-    history = trainer.train()
-    best_dir = out / CHECKPOINTS / BEST
-    final = load_native(best_dir) if (best_dir / "model.safetensors").is_file() else trainer.model.cpu().eval()
-    metrics = _best_metrics(best_dir, history)
-    save(final, out / "model")
-    tokenizer.save(out / "model")
-    write_atomic(out / "dev_metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return FinetuneResult(out / "model", metrics, history)
-
-
-def _train_and_dev(task: Task, spec: FinetuneSpec, options: TaskOptions) -> tuple[list[Any], list[Any]]:
-    """The training and dev examples: --data's train / dev splits, or all of a --data file and a --dev-data file."""
-    if spec.dev_data:  # built-in data keeps to its train split, so its test split stays unseen
-        train = task.load(spec.data, "train" if spec.data == task.builtin else "all", options)
-        dev = task.load(spec.dev_data, "all", options)
-    else:
-        train, dev = task.load(spec.data, "train", options), task.load(spec.data, "dev", options)
-    return train, dev[: spec.dev_limit] if spec.dev_limit else dev
-
-
-def _train_config(spec: FinetuneSpec, steps_per_epoch: int, metric: str) -> TrainConfig:
-    max_steps = spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
-    return TrainConfig(
-        max_steps=max_steps, micro_batches=spec.micro_batches, lr=spec.lr, min_lr=0.0,
-        warmup_steps=int(spec.warmup_ratio * max_steps), schedule="linear", weight_decay=spec.weight_decay,
-        betas=(0.9, 0.999), grad_clip=1.0, dtype=spec.dtype, eval_every=min(spec.eval_every or steps_per_epoch, max_steps),
-        eval_batches=0, save_every=0, keep_last=1, seed=spec.seed, deterministic=spec.deterministic,
-        out_dir=spec.out, device=spec.device,
-        metric_for_best=f"eval_{metric}", greater_is_better=True, early_stopping_patience=spec.patience,
-        progress=spec.progress,
-    )
-
-
-def _best_metrics(best_dir: Path, history: list[dict[str, Any]]) -> dict[str, float]:
-    if (best_dir / "metrics.json").is_file():
-        return json.loads((best_dir / "metrics.json").read_text())
-    evaluated = [row for row in history if any(key.startswith("eval_") for key in row)]
-    return evaluated[-1] if evaluated else {}
+    trainer = Trainer(model, task.objective(model), source, config, evaluate=on_dev, run_info=start_run(spec))
+    return finish_run(spec, trainer, tokenizer)
 
 
 # ---- evaluation and prediction ----------------------------------------------------------------
@@ -260,11 +240,18 @@ def evaluate(task_name: str | None, model: str | Path | PolyformerModel, data: s
     """
     options = options or TaskOptions()
     task, loaded, encoder = load_for_task(task_name, model, tokenizer, options, verb="evaluate")
+    options = with_data(task, data, options)
     examples = task.load(data, split or default_split(task, data), options)
     task.check(examples, loaded, f"the model ({model if not isinstance(model, PolyformerModel) else 'given'})")
     result = task.evaluate(loaded, encoder, examples, options)
     result.task = task.name
     return result
+
+
+def with_data(task: Task, data: str | None, options: TaskOptions) -> TaskOptions:
+    """Options completed from what the data says (text to text: the languages of built-in pairs)."""
+    fill = getattr(task, "options_for", None)  # only the text-to-text recipes have settings that come from data
+    return fill(data, options) if fill is not None else options
 
 
 def located(items: Iterable[Any], source: str = "input") -> Iterator[tuple[str, Any]]:

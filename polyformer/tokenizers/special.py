@@ -25,7 +25,7 @@ _CONVENTIONAL: dict[str, tuple[str, ...]] = {
     "eos": ("</s>", "<|end_of_text|>", "<eos>", GPT2_END_OF_TEXT),
     "unk": ("[UNK]", "<unk>", "<|unk|>"),
     "cls": ("[CLS]",),
-    "sep": ("[SEP]",),
+    "sep": ("[SEP]", "<sep>"),
     "mask": ("[MASK]", "<mask>"),
 }
 

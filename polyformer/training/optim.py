@@ -7,8 +7,9 @@ than two dimensions (biases, LayerNorm/RMSNorm weights) and every embedding tabl
 Tied weights (an LM head sharing the token embedding) are one parameter and land in the
 no-decay group once.
 
-The fused CUDA kernel is used when every parameter lives on a CUDA device; elsewhere torch picks
-its default (foreach) implementation.
+The fused kernel (one call for all parameters instead of about ten small operations per parameter)
+is used when every parameter lives on the CPU or on a CUDA device, torch's two fused AdamW
+implementations; elsewhere torch picks its default implementation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+_FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 @dataclass
@@ -55,10 +58,11 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
 ) -> torch.optim.AdamW:
-    """AdamW over the model's decay / no-decay groups; fused when everything is on CUDA."""
+    """AdamW over the model's decay / no-decay groups; fused when everything is on the CPU or CUDA."""
     groups = split_decay(model)
     params = groups.decay + groups.no_decay
-    fused = bool(params) and all(p.device.type == "cuda" for p in params)
+    devices = {p.device.type for p in params}
+    fused = bool(params) and (devices == {"cpu"} or devices == {"cuda"}) and all(p.dtype in _FUSED_DTYPES for p in params)
     return torch.optim.AdamW(
         [
             {"params": groups.decay, "weight_decay": weight_decay},

@@ -1,4 +1,4 @@
-"""Pretraining from scratch: a `PretrainSpec` (YAML or CLI) → tokenizer, shards, model, trainer.
+"""Pretraining: a `PretrainSpec` (YAML or CLI) → tokenizer, shards, model, trainer — from scratch or from real weights.
 
 The three forms of the Transformer, trained the way the source material describes:
 
@@ -6,6 +6,11 @@ The three forms of the Transformer, trained the way the source material describe
 - decoder (GPT): next-token prediction on packed blocks (optionally document-aware);
 - encoder-decoder: sequence-to-sequence with label smoothing, on (text_a, text_b) pairs from
   jsonl/csv files, or on (line, next line) pairs of a plain corpus such as `shakespeare`.
+
+With `init` (a catalog name, checkpoint folder or GGUF file), pretraining continues from those
+weights with the checkpoint's own tokenizer, in its form: causal LM for a decoder (SmolLM2,
+GPT-2), MLM (+ NSP with `nsp`) for an encoder (MiniLM gets a fresh MLM head), seq2seq for an
+encoder–decoder; `model` overrides may change only what keeps the weights' shapes (dropout).
 
 The run directory holds `pretrain.yaml` (this spec), `tokenizer/`, the trainer's files
 (run.yaml, metrics.csv, checkpoints/, plot.png) and, at the end, `model/` — a native folder with
@@ -47,7 +52,8 @@ TRAINED_KINDS = ("char", "bpe", "wordpiece")
 class PretrainSpec:
     """What to pretrain on what; every field is also a CLI option of `polyformer pretrain`."""
 
-    arch: str = "decoder"
+    arch: str | None = None  # default: decoder; with init, the checkpoint's form
+    init: str | None = None  # continue from these weights (catalog name, folder, GGUF) instead of random ones
     preset: str | None = None  # default: bert-tiny / gpt-tiny / transformer-small by arch
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
     data: list[str] = field(default_factory=lambda: ["shakespeare"])
@@ -63,7 +69,9 @@ class PretrainSpec:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
 
     def __post_init__(self) -> None:
-        if self.arch not in DEFAULT_PRESETS:
+        if self.arch is None and self.init is None:
+            self.arch = "decoder"
+        if self.arch is not None and self.arch not in DEFAULT_PRESETS:
             raise ConfigError(f"arch={self.arch!r} is not one of {', '.join(DEFAULT_PRESETS)}")
         if isinstance(self.data, str):
             self.data = [self.data]
@@ -84,7 +92,7 @@ class PretrainSpec:
 
     @property
     def tokenizer_kind(self) -> str:
-        return self.tokenizer or DEFAULT_TOKENIZERS[self.arch]
+        return self.tokenizer or self.init or DEFAULT_TOKENIZERS[self.arch]
 
     def train_config(self, out_dir: Path) -> TrainConfig:
         return TrainConfig.from_dict({**self.train, "out_dir": str(out_dir)}, source=SPEC_FILE)
@@ -113,24 +121,31 @@ def build_tokenizer(spec: PretrainSpec) -> Tokenizer | CharTokenizer:
 
 def model_config(spec: PretrainSpec, tokenizer: Tokenizer | CharTokenizer) -> ModelConfig:
     """The preset, sized to the tokenizer and block, with the objective's head and the overrides."""
-    base = preset(spec.preset_name)
     head = "lm"
     if spec.arch == "encoder":
         head = "pretraining" if spec.nsp else "mlm"
+    pooler = spec.arch == "encoder" and (spec.nsp or preset(spec.preset_name).pooler)
+    return sized_config(spec.preset_name, spec.arch, tokenizer, spec.block_size, spec.model, head, pooler)
+
+
+def sized_config(preset_name: str, arch: str, tokenizer: Tokenizer | CharTokenizer, context: int,
+                 overrides: dict[str, Any], head: str = "lm", pooler: bool = False) -> ModelConfig:
+    """A preset as a fresh model for `tokenizer`: its vocabulary and special ids, `context` positions, `head`."""
+    base = preset(preset_name)
     fields: dict[str, Any] = {
-        "arch": spec.arch,
+        "arch": arch,
         "vocab_size": tokenizer.vocab_size,
-        "max_positions": max(base.max_positions, spec.block_size + 1),
+        "max_positions": max(base.max_positions, context + 1),
         "head": head,
-        "pooler": spec.arch == "encoder" and (spec.nsp or base.pooler),
+        "pooler": pooler,
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
-    if spec.arch == "encoder-decoder":
+    if arch == "encoder-decoder":
         fields["decoder_start_token_id"] = _decoder_start(tokenizer)
     try:
-        return base.replace(**{**fields, **spec.model})
+        return base.replace(**{**fields, **overrides})
     except TypeError as err:
         raise ConfigError(f"model: {err}") from None
 
@@ -192,6 +207,9 @@ def run(spec: PretrainSpec, out_dir: str | Path, resume: bool = False) -> list[d
     from polyformer.models import PolyformerModel
 
     out = Path(out_dir)
+    start = _init_model(spec) if spec.init else None
+    if start is not None:
+        spec = dataclasses.replace(spec, arch=start.config.arch)
     train_config = spec.train_config(out)
     seed_everything(train_config.seed)  # first: the initial weights come from the run's seed, on every rank
     info, _ = dist.init_distributed(train_config.device)
@@ -207,7 +225,7 @@ def run(spec: PretrainSpec, out_dir: str | Path, resume: bool = False) -> list[d
         raise ConfigError(failure)
     tokenizer = load_tokenizer(out / "tokenizer")
     source = build_source(spec, tokenizer, out / "shards", train_config.seed)
-    model = PolyformerModel(model_config(spec, tokenizer))
+    model = PolyformerModel(model_config(spec, tokenizer)) if start is None else continued_model(spec, start, tokenizer)
     data_settings = {key: value for key, value in spec.to_dict().items() if key != "train"}  # the trainer checks train
     trainer = Trainer(model, build_objective(spec), source, train_config, run_info={"pretrain": data_settings})
     history = trainer.train(resume=resume)
@@ -217,6 +235,34 @@ def run(spec: PretrainSpec, out_dir: str | Path, resume: bool = False) -> list[d
         save(trainer.model, out / "model")
         tokenizer.save(out / "model")
     return history
+
+
+def _init_model(spec: PretrainSpec):
+    from polyformer.io.loader import load
+
+    model = load(spec.init)  # type: ignore[arg-type]
+    if spec.arch is not None and spec.arch != model.config.arch:
+        raise ConfigError(f"arch={spec.arch!r} but {spec.init} holds a {model.config.arch} model; leave --arch out with --init")
+    return model
+
+
+def continued_model(spec: PretrainSpec, start, tokenizer: Tokenizer | CharTokenizer):
+    """The init weights with the objective's head (a fresh one when the checkpoint has another) and the overrides."""
+    from polyformer.models import with_fresh_head
+
+    config = start.config
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but {spec.init} embeds {config.vocab_size}; "
+                          "continue pretraining with the checkpoint's own tokenizer (leave --tokenizer out)")
+    if spec.block_size + 1 > config.max_positions and config.position == "learned":
+        raise ConfigError(f"block_size={spec.block_size} exceeds the {config.max_positions} positions of {spec.init}")
+    head = "lm" if spec.arch != "encoder" else ("pretraining" if spec.nsp else "mlm")
+    try:
+        wanted = config.replace(head=head, pooler=config.pooler or head == "pretraining", **spec.model)
+    except TypeError as err:
+        raise ConfigError(f"model: {err}") from None
+    model = start if wanted == config else with_fresh_head(start, wanted)
+    return model.train()
 
 
 def _prepare_run_dir(spec: PretrainSpec, out: Path, resume: bool) -> None:

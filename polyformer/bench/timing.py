@@ -1,4 +1,4 @@
-"""Timing and reporting helpers shared by the benchmarks.
+"""Timing and reporting helpers shared by `benchmarks/` and `polyformer bench`.
 
 Every measurement follows the same protocol: warm up (so one-time costs such as allocator growth
 and kernel selection for each shape are paid before the clock starts), then time several repeats
@@ -43,9 +43,41 @@ def time_alternating(
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux the kernel's high-water mark of this program (VmHWM, reset when a process execs);
+    getrusage's maximum also counts the parent a subprocess was forked from.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, in MiB (Linux; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except OSError:
+        return peak_rss_mb()
+    return pages * resource.getpagesize() / (1024 * 1024)
+
+
+def memory_added(build: Callable[[], object]) -> tuple[object, float]:
+    """(what `build` returns, the resident MiB it added): load and warm one contender inside `build`.
+
+    A lower bound: memory that earlier work freed is reused without the resident size growing
+    (`polyformer.bench.rss` measures one contender in a process of its own).
+    """
+    before = rss_mb()
+    value = build()
+    return value, rss_mb() - before
 
 
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
