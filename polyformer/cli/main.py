@@ -40,6 +40,8 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.generate",
     "polyformer.cli.chat",
     "polyformer.cli.serve",
+    "polyformer.cli.compare",
+    "polyformer.cli.attention",
 ]
 
 app = typer.Typer(
