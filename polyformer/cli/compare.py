@@ -1,6 +1,6 @@
 """`polyformer compare`: BERT vs GPT vs the encoder–decoder on the same data, tokenizer and budget.
 
-    polyformer compare --data shakespeare --budget-tokens 1000000 --size tiny --seeds 3 --out runs/compare
+    polyformer compare --data shakespeare --budget-tokens 250000 --size tiny --seeds 3 --out runs/compare
     polyformer compare --models all-MiniLM-L6-v2 SmolLM2-135M-Instruct --tasks classify,embed --out runs/pretrained
 
 From scratch (no --models) it pretrains the three forms with one tokenizer and matched sizes

@@ -3,8 +3,9 @@
 Each model is read as a `SentenceEncoder` with two poolings — the mean of the tokens, and the one
 token its form summarises into (the encoder's [CLS], the decoder's and the encoder–decoder's last
 token; the encoder–decoder embeds with its encoder stack) — and evaluated on the built-in sets
-(`polyformer.embeddings.datasets.builtin_sets`: continuation retrieval and clustering by play on
-held-out Shakespeare, kNN sentiment on Rotten Tomatoes), or on a labelled file (clustering and kNN).
+(`polyformer.embeddings.datasets`: continuation retrieval and clustering by play on held-out
+Shakespeare, kNN sentiment on Rotten Tomatoes; scaled by `eval_limit`, see `eval_sets`), or on a
+labelled file (clustering and kNN).
 Then `train_contrastive` (embed-train's MultipleNegativesRanking on the Shakespeare continuation
 pairs) trains it for `contrastive_steps` steps with that pooling, and the sets are evaluated again.
 The PCA projection of the first clustering set (mean pooling, before the contrastive stage) goes
@@ -26,12 +27,21 @@ CONTRASTIVE_BATCH = 32
 
 
 @functools.lru_cache(maxsize=4)
-def eval_sets(data: str) -> EvalSets:
-    """The built-in sets ("builtin") or a labelled .jsonl/.csv file as a clustering and a kNN set."""
+def eval_sets(data: str, size: int) -> EvalSets:
+    """The built-in sets, scaled to `size` ("builtin"), or a labelled .jsonl/.csv file as a clustering and a kNN set.
+
+    Built-in at `size` N: N/2 retrieval queries (and as many continuations), N/4 speeches from each
+    of the four held-out plays, kNN on N training and N/2 test snippets — the sets of `embed-eval`,
+    drawn the same way, smaller, so that twelve evaluations per model stay affordable on a CPU.
+    """
     from polyformer.embeddings import datasets
 
     if data == "builtin":
-        return datasets.builtin_sets()
+        return EvalSets(
+            retrieval={"shakespeare-continuation": datasets.shakespeare_retrieval(max(2, size // 2))},
+            clustering={"shakespeare-plays": datasets.shakespeare_plays(max(2, size // 4))},
+            classification={"rotten_tomatoes": datasets.rotten_tomatoes_knn(train=max(2, size), test=max(2, size // 2))},
+        )
     labelled = datasets.read_labelled(data)
     name = Path(data).stem
     return EvalSets(clustering={name: labelled}, classification={name: datasets.split_labelled(labelled)})
@@ -73,7 +83,7 @@ def embedding_suite(ctx, poolings: list[tuple[str, str]]) -> dict[str, Any]:
     from polyformer.training.trainer import TrainConfig
 
     spec = ctx.spec
-    sets = eval_sets(spec.data_for("embed"))
+    sets = eval_sets(spec.data_for("embed"), spec.eval_limit)
     pairs = read_pair_files(spec.data_for("contrastive"), "train")
     metrics: dict[str, float] = {}
     extra: dict[str, Any] = {"poolings": {label: pooling for pooling, label in poolings}}

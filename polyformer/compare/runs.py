@@ -29,6 +29,12 @@ def model_key(name: str) -> str:
     return key or "model"
 
 
+def model_names(specs: list[str]) -> list[str]:
+    """Short, distinct names for models given as catalog names or paths (a path's last part, unless two share it)."""
+    short = [model_key(Path(spec).name) for spec in specs]
+    return [name if short.count(name) == 1 else model_key(spec) for name, spec in zip(short, specs)]
+
+
 @dataclass(frozen=True)
 class SubRun:
     """One (model, task, seed) directory under OUT/runs."""

@@ -42,6 +42,7 @@ OBJECTIVES = {"encoder": "masked LM + next-sentence prediction", "decoder": "cau
               "encoder-decoder": "next segment (line → next line), seq2seq"}
 BASE_PRESET = "gpt-tiny"  # every field that differs between the forms is set by the layout
 MEASURED_BATCHES = 20
+EVAL_BATCHES = 4  # held-out batches at each of the ten evaluations of a pretraining run
 CURVE_POINTS = 200
 
 
@@ -84,7 +85,7 @@ def translation_texts(spec: CompareSpec) -> list[str]:
 def _pretrain_spec(spec: CompareSpec, arch: str, model: dict[str, Any], batch_size: int, steps: int, seed: int,
                    tokenizer_dir: Path) -> recipe.PretrainSpec:
     train = dict(max_steps=steps, lr=spec.lr, min_lr=spec.lr / 10, warmup_steps=max(1, steps // 20), schedule="cosine",
-                 eval_every=max(1, steps // 10), eval_batches=10, save_every=min(spec.save_every, steps),
+                 eval_every=max(1, steps // 10), eval_batches=EVAL_BATCHES, save_every=min(spec.save_every, steps),
                  keep_last=1, log_every=max(1, steps // CURVE_POINTS), seed=seed, device=spec.device,
                  progress=False, tensorboard=False, plot=False)
     return recipe.PretrainSpec(arch=arch, preset=BASE_PRESET, model=model, data=list(spec.data),

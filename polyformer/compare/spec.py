@@ -35,21 +35,21 @@ class CompareSpec:
 
     data: list[str] = field(default_factory=lambda: ["shakespeare"])  # pretraining corpus (from scratch)
     models: list[str] = field(default_factory=list)  # pretrained mode: existing checkpoints
-    budget_tokens: int = 1_000_000  # pretraining tokens per model
+    budget_tokens: int = 250_000  # pretraining tokens per model
     size: str = "tiny"
     match: str = "params"
     seeds: int = 3
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    vocab_size: int = 8000
+    vocab_size: int = 5000
     block_size: int = 128
     batch_size: int = 16
     lr: float = 1e-3  # pretraining peak learning rate (cosine, warmup 5%)
-    finetune_steps: int = 150
+    finetune_steps: int = 50
     finetune_batch_size: int = 16
     finetune_lr: float | None = None  # default: 5e-4 from scratch, 5e-5 for pretrained models
     max_length: int = 128  # tokens per fine-tuning input
-    contrastive_steps: int = 60
-    eval_limit: int = 500  # test examples per task (translation: a fifth of this)
+    contrastive_steps: int = 20
+    eval_limit: int = 300  # test examples per task (translation: a fifth; embeddings: see embedding.eval_sets)
     max_new_tokens: int = 40  # generation samples and translations
     prompt: str = PROMPT
     attention_text: str = ATTENTION_TEXT

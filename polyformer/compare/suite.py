@@ -109,14 +109,14 @@ class Comparison:
         self.console.print(f"pretraining budget {self.spec.budget_tokens:,} tokens each: {steps}")
 
     def pretrained_entries(self) -> list[ModelEntry]:
-        from polyformer.compare.runs import model_key
+        from polyformer.compare.runs import model_names
         from polyformer.io.loader import load
         from polyformer.locations import resolve
 
         entries = []
-        for name in self.spec.models:
-            config = load(resolve(name)).config
-            entries.append(ModelEntry(model_key(name), config.arch, config.head, name))
+        for name, spec in zip(model_names(self.spec.models), self.spec.models):
+            config = load(resolve(spec)).config
+            entries.append(ModelEntry(name, config.arch, config.head, spec))
         return entries
 
     # ---- the suite ---------------------------------------------------------------------------------
@@ -189,6 +189,7 @@ def run_compare(spec: CompareSpec, out: str | Path, console=None) -> dict[str, A
             comparison.run_tasks(entry, seed)
         last = last or entries
     settings = {**spec.to_dict(), "mode": spec.mode, "command": command_line(spec, out)}
+    settings["match"] = spec.match if spec.scratch else None  # pretrained models are compared as they are
     results = assemble(settings, model_rows(comparison, last), comparison.records, time.perf_counter() - started)
     write_json(results, out / "compare.json")
     (out / "compare.md").write_text(report.markdown(results))
