@@ -69,12 +69,12 @@ def _finetuned(ctx: Context, task: str, **fields: Any) -> tuple[Path, dict[str, 
     from polyformer.tasks.recipe import FinetuneSpec, finetune
 
     spec = ctx.spec
-    fine = FinetuneSpec(task=task, model=ctx.entry.path, data=spec.data_for(task), out=str(ctx.run_dir / "finetune"),
-                        max_steps=spec.finetune_steps, batch_size=spec.finetune_batch_size, lr=spec.finetune_rate(),
-                        warmup_ratio=0.1, eval_every=spec.finetune_steps, patience=None,
-                        dev_limit=min(spec.eval_limit, 200), seed=ctx.seed, device=spec.device, progress=False,
-                        max_length=spec.max_length, **fields)
-    result = finetune(fine)
+    settings: dict[str, Any] = dict(
+        max_steps=spec.finetune_steps, batch_size=spec.finetune_batch_size, lr=spec.finetune_rate(), warmup_ratio=0.1,
+        eval_every=spec.finetune_steps, patience=None, dev_limit=min(spec.eval_limit, 200), seed=ctx.seed,
+        device=spec.device, progress=False, max_length=spec.max_length)
+    result = finetune(FinetuneSpec(task=task, model=ctx.entry.path, data=spec.data_for(task),
+                                   out=str(ctx.run_dir / "finetune"), **{**settings, **fields}))
     return ctx.run_dir / "finetune", result.metrics
 
 
@@ -97,7 +97,8 @@ def translate(ctx: Context) -> dict[str, Any]:
     from polyformer.tasks.recipe import evaluate
 
     spec = ctx.spec
-    folder, _ = _finetuned(ctx, "translate", eval_beams=1, max_new_tokens=spec.max_new_tokens * 2)
+    folder, _ = _finetuned(ctx, "translate", eval_beams=1, max_new_tokens=spec.max_new_tokens * 2,
+                           dev_limit=max(1, spec.eval_limit // 10))  # one greedy dev decode at the end
     options = _options(spec, num_beams=1, max_new_tokens=spec.max_new_tokens * 2)
     result = evaluate("translate", folder, spec.data_for("translate"), "test", options, limit=max(1, spec.eval_limit // 5))
     outputs = result.details.get("outputs", [])[:3]
