@@ -106,7 +106,9 @@ def assemble(settings: dict[str, Any], models: list[dict[str, Any]], records: li
     for record in records:
         extra = record.get("extra", {})
         if record["task"] == "pretrain":
-            curves[record["model"]][str(record["seed"])] = record.get("curve", [])
+            curves[record["model"]][str(record["seed"])] = [
+                {key: (int(value) if key == "step" else finite(value)) for key, value in row.items()
+                 if finite(value) is not None} for row in record.get("curve", [])]
         elif record["task"] == "generate":
             samples.append({"model": record["model"], "seed": record["seed"], "prompt": extra["prompt"],
                             "text": extra["text"]})
