@@ -41,6 +41,8 @@ _COMMAND_MODULES: list[str] = [
     "polyformer.cli.chat",
     "polyformer.cli.bench",
     "polyformer.cli.serve",
+    "polyformer.cli.compare",
+    "polyformer.cli.attention",
 ]
 
 app = typer.Typer(
