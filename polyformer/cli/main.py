@@ -17,9 +17,11 @@ from collections.abc import Sequence
 import typer
 
 from polyformer.cli import (
+    attention,
     bench,
     chat,
     cluster,
+    compare,
     convert,
     data,
     embed,
@@ -43,7 +45,7 @@ USER_ERROR_EXIT = 2
 
 # every verb, in the order `polyformer --help` lists them
 VERBS = (data, info, convert, pretrain, plot, tokenizer, finetune, evaluate, predict, embed, embed_train, embed_eval,
-         index, search, cluster, generate, chat, bench, serve)
+         index, search, cluster, generate, chat, bench, serve, compare, attention)
 
 app = typer.Typer(
     name="polyformer",

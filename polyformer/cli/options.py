@@ -28,9 +28,10 @@ import typer
 _OPTION = "typer_option"
 
 
-def option(default: Any, *names: str, help: str) -> Any:
-    """A dataclass field that is also a command-line option (`typer.Option(default, *names, help=help)`)."""
-    return dataclasses.field(default=default, metadata={_OPTION: typer.Option(default, *names, help=help)})
+def option(default: Any, *names: str, help: str, **checks: Any) -> Any:
+    """A dataclass field that is also a command-line option (`typer.Option(default, *names, help=help, **checks)`;
+    `checks` are typer's own, such as `min=1`)."""
+    return dataclasses.field(default=default, metadata={_OPTION: typer.Option(default, *names, help=help, **checks)})
 
 
 def given(group: Any) -> dict[str, Any]:

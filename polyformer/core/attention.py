@@ -4,10 +4,18 @@ One module serves self-attention (fused q/k/v projection; bidirectional or causa
 not; cached or not) and cross-attention (queries from the decoder, keys/values from the encoder
 output, computed once per sequence when a cache is given). Masks are built once per stack by
 `self_attention_mask` / `padding_mask` and shared by every layer.
+
+SDPA is the only path in normal use. Inside `recording_attention(model)` every attention module
+of the model takes an explicit path instead, softmax(QKᵀ/√d + mask)·V, which gives the same
+output and also the weights, appended per call to the list the context manager yields (the
+attention maps of `polyformer attention`; slower, and never used for training or serving).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,8 +94,48 @@ def _document_mask(document_ids: torch.Tensor, attention_mask: torch.Tensor | No
     return Mask(allowed | ~allowed.any(dim=-1, keepdim=True))
 
 
+@dataclass
+class AttentionRecord:
+    """The weights of one attention call: which module, and (B, H, T_query, T_key) probabilities."""
+
+    module: "Attention"
+    weights: torch.Tensor
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Mask,
+                       dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDPA written out: q (B, H, T, hd), k/v (B, H_kv, S, hd) → output (B, H, T, hd) and weights (B, H, T, S)."""
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T, S)
+    allowed = mask.tensor
+    if mask.is_causal:  # SDPA's is_causal: query i sees keys 0..i
+        allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = scores.float().softmax(dim=-1).to(q.dtype)
+    return F.dropout(weights, dropout) @ v if dropout else weights @ v, weights
+
+
+@contextmanager
+def recording_attention(model: nn.Module) -> Iterator[list[AttentionRecord]]:
+    """Run `model`'s attention modules on the explicit path, recording the weights of every call in order."""
+    records: list[AttentionRecord] = []
+    modules = [module for module in model.modules() if isinstance(module, Attention)]
+    for module in modules:
+        module.recorder = records
+    try:
+        yield records
+    finally:
+        for module in modules:
+            module.recorder = None
+
+
 class Attention(nn.Module):
     """Self- or cross-attention with `num_kv_heads` key/value heads shared by query groups."""
+
+    recorder: list[AttentionRecord] | None = None  # set by `recording_attention`
 
     def __init__(self, config: ModelConfig, cross: bool = False) -> None:
         super().__init__()
@@ -144,12 +192,17 @@ class Attention(nn.Module):
                 q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
             if cache is not None:
                 k, v = cache.update(layer, k, v)
-        out = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=mask.tensor,
-            is_causal=mask.is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=self.num_kv_heads != self.num_heads,
-        )  # (B, H, T, hd)
+        dropout = self.dropout if self.training else 0.0
+        if self.recorder is not None:
+            out, weights = explicit_attention(q, k, v, mask, dropout)
+            self.recorder.append(AttentionRecord(self, weights.detach()))
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v,
+                attn_mask=mask.tensor,
+                is_causal=mask.is_causal,
+                dropout_p=dropout,
+                enable_gqa=self.num_kv_heads != self.num_heads,
+            )  # (B, H, T, hd)
         batch, _, length, _ = out.shape
         return self.out(out.transpose(1, 2).reshape(batch, length, -1))

@@ -40,8 +40,12 @@ def train_contrastive(
     validation: Sequence[Pair] | None = None,
     run_info: dict[str, Any] | None = None,
     resume: bool = False,
+    write_model: bool = True,
 ) -> list[dict[str, Any]]:
     """Train `encoder` on the pairs; returns the trainer's history (loss, lr, eval_mnrl_accuracy, ...).
+
+    `write_model=False` keeps the trained encoder in memory only (no RUN_DIR/model folder: models
+    that have no sentence-transformers layout, such as an encoder–decoder's encoder, train too).
 
     Every generator is seeded from `config.seed` first (data order, dropout); the encoder's
     weights are the caller's: loaded ones are the same in every process.
@@ -55,7 +59,7 @@ def train_contrastive(
     trainer = Trainer(module, objective, source, config, run_info=info)
     history = trainer.train(resume=resume)
     encoder.model.eval()
-    if config.out_dir and dist.env_info().is_main:
+    if write_model and config.out_dir and dist.env_info().is_main:
         encoder.model.cpu()
         encoder.save(Path(config.out_dir) / MODEL_DIR)
     return history

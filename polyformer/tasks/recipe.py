@@ -233,15 +233,17 @@ def default_split(task: Task, data: str) -> str:
 
 
 def evaluate(task_name: str | None, model: str | Path | PolyformerModel, data: str, split: str | None = None,
-             options: TaskOptions | None = None, tokenizer: Tokenizer | None = None) -> Evaluation:
+             options: TaskOptions | None = None, tokenizer: Tokenizer | None = None,
+             limit: int | None = None) -> Evaluation:
     """Metrics of a fine-tuned model on a split of labelled data (unknown labels are an error).
 
-    `task_name=None` evaluates the task the model was fine-tuned for (`polyformer.tasks.inference`).
+    `task_name=None` evaluates the task the model was fine-tuned for (`polyformer.tasks.inference`);
+    `limit` keeps the first N examples of the split.
     """
     options = options or TaskOptions()
     task, loaded, encoder = load_for_task(task_name, model, tokenizer, options, verb="evaluate")
     options = with_data(task, data, options)
-    examples = task.load(data, split or default_split(task, data), options)
+    examples = task.load(data, split or default_split(task, data), options)[:limit]
     task.check(examples, loaded, f"the model ({model if not isinstance(model, PolyformerModel) else 'given'})")
     result = task.evaluate(loaded, encoder, examples, options)
     result.task = task.name
