@@ -117,6 +117,15 @@ AUTOCAST_DTYPES: tuple[DTypeName, ...] = tuple(name for name, kind in DTYPES.ite
 WEIGHT_DTYPES: tuple[DTypeName, ...] = tuple(name for name, kind in DTYPES.items() if kind.weights)
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU multiplies in bfloat16 natively (AVX512-BF16 or AMX); without either, CPU
+    bfloat16 autocast is emulated and runs many times slower than float32."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def dtype_named(name: object, allowed: Sequence[DTypeName] = DTYPE_NAMES, *, field: str = "dtype",
                 aliases: bool = False) -> DTypeName:
     """`name` as one of `allowed` (with `aliases`: also fp32, bf16, ..., any case); ConfigError naming `field`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -134,6 +135,17 @@ def test_run_dir_has_csv_tensorboard_plot_and_resolved_config(tmp_path):
 def test_reduced_precision_autocast_trains(dtype):
     history = Trainer(build_model("causal"), objective_for("causal"), RandomSource("causal"), quiet_config(max_steps=2, dtype=dtype)).train()
     assert all(math.isfinite(row["loss"]) for row in history)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_on_a_cpu_without_native_products_warns_once_at_setup(monkeypatch, native):
+    monkeypatch.setattr("polyformer.training.trainer.cpu_has_native_bfloat16", lambda: native)
+    trainer = Trainer(build_model("causal"), objective_for("causal"), RandomSource("causal"), quiet_config(max_steps=1, dtype="bfloat16"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.setup()
+    messages = [str(w.message) for w in caught if "native bfloat16" in str(w.message)]
+    assert len(messages) == (0 if native else 1)
 
 
 def test_train_config_validation_names_the_field():

@@ -33,7 +33,7 @@ from polyformer.errors import ConfigError
 
 CPU_KERNELS = ("onednn", "blas")
 ENVIRONMENT_VARIABLE = "POLYFORMER_CPU_LINEAR"
-_FAST_DTYPES = (torch.float32, torch.bfloat16)
+_ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 # Training products with fewer input or output features than this run faster through F.linear
 # (MKL): at nanoGPT's 128-wide shakespeare-char shapes oneDNN's per-call cost outweighs its
 # faster kernel, at GPT-2 / BERT widths (768+) oneDNN wins (benchmarks/cpu_linear.py, cpu_nanogpt.py).
@@ -45,16 +45,30 @@ def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
 
 
-@functools.cache
-def _onednn_available() -> bool:
-    """Whether this torch build runs the oneDNN linear op here (probed once on a 1 x 2 product)."""
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
-        return False
+def _runs_here(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's product runs in `dtype` on this CPU, plain and with a packed weight (bfloat16
+    needs AVX512 or AVX-NE-CONVERT: without them oneDNN refuses it and `F.linear` computes it)."""
+    x, weight = torch.ones(1, 2, dtype=dtype), torch.ones(3, 2, dtype=dtype)
     try:
-        out = _pointwise(torch.ones(1, 2), torch.ones(3, 2), None, "none", "")
+        plain = _pointwise(x, weight, None, "none", "")
+        packed = _pointwise(x, torch.ops.mkldnn._reorder_linear_weight(weight), None, "none", "")
     except RuntimeError:  # e.g. a CPU or build without the kernel
         return False
-    return bool(torch.equal(out, torch.full((1, 3), 2.0)))
+    expected = torch.full((1, 3), 2.0, dtype=dtype)
+    return bool(torch.equal(plain, expected) and torch.equal(packed, expected))
+
+
+@functools.cache
+def _onednn_dtypes() -> tuple[torch.dtype, ...]:
+    """The dtypes whose products this torch build runs through oneDNN here (probed once)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return ()
+    return tuple(dtype for dtype in _ONEDNN_DTYPES if _runs_here(dtype))
+
+
+def _onednn_available() -> bool:
+    """Whether this torch build runs the oneDNN linear op here at all (float32 at least)."""
+    return torch.float32 in _onednn_dtypes()
 
 
 def _kernel_from_environment() -> str:
@@ -66,6 +80,7 @@ def _kernel_from_environment() -> str:
 
 
 _use_onednn = _onednn_available() and _kernel_from_environment() == "onednn"
+_FAST_DTYPES = _onednn_dtypes()
 
 
 def set_cpu_kernel(name: str) -> None:

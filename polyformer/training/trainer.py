@@ -31,6 +31,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from torch import nn
 
 from polyformer.config import dataclass_from_dict
 from polyformer.errors import ConfigError
-from polyformer.runtime import AUTOCAST_DTYPES, DTYPES, DTypeName, dtype_named, write_atomic
+from polyformer.runtime import AUTOCAST_DTYPES, DTYPES, DTypeName, cpu_has_native_bfloat16, dtype_named, write_atomic
 from polyformer.training import checkpoint as ckpt
 from polyformer.training import distributed as dist
 from polyformer.training.logging import RunLogger
@@ -209,6 +210,9 @@ class Trainer:
         self.info, self.device = dist.init_distributed(cfg.device)
         if cfg.deterministic:
             use_deterministic_kernels()
+        if self.device.type == "cpu" and cfg.dtype == "bfloat16" and not cpu_has_native_bfloat16():
+            warnings.warn("dtype bfloat16: this CPU has no native bfloat16 products (AVX512-BF16 / AMX), so autocast "
+                          "emulates them and trains many times slower; use --dtype float32 here", stacklevel=2)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
