@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 
 from polyformer.cli.embed import DEVICE_HELP, MODEL_HELP, POOLING_HELP
-from polyformer.cli.pretrain import DETERMINISTIC_HELP
+from polyformer.cli.training_options import DETERMINISTIC_HELP
 
 
 def embed_train(

@@ -15,7 +15,8 @@ import typer
 
 from polyformer.cli import task_options as shared
 from polyformer.cli.options import given, grouped, option
-from polyformer.cli.pretrain import DETERMINISTIC_HELP, parse_assignments
+from polyformer.cli.pretrain import parse_assignments
+from polyformer.cli.training_options import Optimization, RunControls
 
 
 @dataclass
@@ -35,27 +36,13 @@ class Finetuning:
                                     "encoders, last for decoders).")
     max_length: Optional[int] = option(None, "--max-length", help=shared.MAX_LENGTH_HELP)
     batch_size: Optional[int] = option(None, "--batch-size", help="Training rows per micro-batch (default 32).")
-    micro_batches: Optional[int] = option(None, "--micro-batches", help="Gradient accumulation: micro-batches per step.")
     epochs: Optional[float] = option(None, "--epochs", help="Passes over the train split (default 3).")
-    max_steps: Optional[int] = option(None, "--max-steps", help="Optimizer steps (overrides --epochs).")
-    lr: Optional[float] = option(None, "--lr", help="Peak learning rate (default 5e-5).")
     warmup_ratio: Optional[float] = option(None, "--warmup-ratio", help="Fraction of steps of linear warmup (default 0.1).")
-    weight_decay: Optional[float] = option(None, "--weight-decay", help="AdamW weight decay (default 0.01).")
-    schedule: Optional[str] = option(None, "--schedule", help="linear | cosine | inverse_sqrt | constant (default: "
-                                     "linear; --preset: inverse_sqrt).")
-    warmup_steps: Optional[int] = option(None, "--warmup-steps", help="Linear warmup steps (overrides --warmup-ratio).")
-    eval_every: Optional[int] = option(None, "--eval-every", help="Evaluate on dev every N steps (default: once per epoch).")
     patience: Optional[int] = option(None, "--patience", help="Stop after N evaluations without improvement (default 3).")
     dev_limit: Optional[int] = option(None, "--dev-limit", help="Evaluate on the first N dev examples only.")
-    seed: Optional[int] = option(None, "--seed", help="Seed of the head initialisation, dropout and data order: the same "
-                                 "seed repeats the run.")
-    deterministic: Optional[bool] = option(None, "--deterministic/--no-deterministic", help=DETERMINISTIC_HELP)
-    device: Optional[str] = option(None, "--device", help="auto | cpu | cuda | cuda:N.")
-    dtype: Optional[str] = option(None, "--dtype", help="float32 | bfloat16 | float16 autocast.")
     regression: Optional[bool] = option(None, "--regression/--classes", help="pair: similarity scores instead of classes "
                                         "(default: from the data).")
     stride: Optional[int] = option(None, "--stride", help=shared.STRIDE_HELP)
-    progress: Optional[bool] = option(None, "--progress/--no-progress", help="Show the progress bar.")
 
 
 @dataclass
@@ -81,6 +68,8 @@ class TextToText:
 
 def finetune(
     spec: Finetuning = Finetuning(),
+    optimization: Optimization = Optimization(),
+    controls: RunControls = RunControls(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (fields of `polyformer finetune`); "
                                           "options override it."),
@@ -95,7 +84,7 @@ def finetune(
     from polyformer.errors import ConfigError
     from polyformer.tasks import recipe
 
-    fields = {**given(spec), **given(text_to_text)}
+    fields = {**given(spec), **given(optimization), **given(controls), **given(text_to_text)}
     if out is not None:
         fields["out"] = str(out)
     cols = shared.columns(texts, labels)

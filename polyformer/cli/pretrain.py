@@ -14,9 +14,8 @@ from typing import Any, Optional
 import typer
 
 from polyformer.cli.options import given, grouped, option
+from polyformer.cli.training_options import Optimization, RunControls
 from polyformer.errors import ConfigError
-
-DETERMINISTIC_HELP = "CUDA: deterministic kernels, so GPU runs repeat bit for bit (slower)."
 
 
 @dataclass
@@ -47,27 +46,14 @@ class Corpus:
 class Training:
     """How to train: TrainConfig fields (unset: the config file's, then the defaults; a resumed run's own)."""
 
-    max_steps: Optional[int] = option(None, "--max-steps", help="Optimizer steps.")
-    micro_batches: Optional[int] = option(None, "--micro-batches", help="Gradient accumulation: micro-batches per step.")
-    lr: Optional[float] = option(None, "--lr", help="Peak learning rate.")
     min_lr: Optional[float] = option(None, "--min-lr", help="Final learning rate of cosine/linear schedules.")
-    warmup_steps: Optional[int] = option(None, "--warmup-steps", help="Linear warmup steps.")
-    schedule: Optional[str] = option(None, "--schedule", help="cosine | linear | inverse_sqrt | constant.")
-    weight_decay: Optional[float] = option(None, "--weight-decay", help="AdamW weight decay (not on biases, norms, embeddings).")
     grad_clip: Optional[float] = option(None, "--grad-clip", help="Gradient-norm clipping (0 = off).")
-    dtype: Optional[str] = option(None, "--dtype", help="float32 | bfloat16 | float16 autocast.")
     compile: Optional[bool] = option(None, "--compile/--no-compile", help="torch.compile the model.")
     fsdp: Optional[bool] = option(None, "--fsdp/--no-fsdp", help="Shard with FSDP2 instead of DDP under torchrun.")
-    eval_every: Optional[int] = option(None, "--eval-every", help="Evaluate every N steps (0 = at the end).")
     eval_batches: Optional[int] = option(None, "--eval-batches", help="Validation batches per evaluation.")
     save_every: Optional[int] = option(None, "--save-every", help="Checkpoint every N steps (0 = at the end).")
     keep_last: Optional[int] = option(None, "--keep-last", help="Checkpoints kept (plus the best).")
     log_every: Optional[int] = option(None, "--log-every", help="Log every N steps.")
-    seed: Optional[int] = option(None, "--seed", help="Seed of the initial weights, dropout and data order: the same seed "
-                                 "repeats the run.")
-    deterministic: Optional[bool] = option(None, "--deterministic/--no-deterministic", help=DETERMINISTIC_HELP)
-    device: Optional[str] = option(None, "--device", help="auto | cpu | cuda | cuda:N.")
-    progress: Optional[bool] = option(None, "--progress/--no-progress", help="Show the progress bar.")
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:
@@ -85,7 +71,9 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 
 def pretrain(
     corpus: Corpus = Corpus(),
+    optimization: Optimization = Optimization(),
     training: Training = Training(),
+    controls: RunControls = RunControls(),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a model field: --set hidden_size=64 (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (fields of `polyformer pretrain`); options override it."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created)."),
@@ -95,7 +83,7 @@ def pretrain(
     from polyformer.config import dataclass_from_yaml
     from polyformer.training import pretrain as recipe
 
-    train = given(training)
+    train = {**given(optimization), **given(training), **given(controls)}
     if resume is not None:
         history = recipe.resume(resume, **train)
         _report(history, resume)
